@@ -1,0 +1,172 @@
+//! `GET /api/v1/health` and `GET /api/v1/health/ready`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Request, Response};
+use serde::Serialize;
+
+use super::{json, route_key, ApiError};
+use crate::aws::{dynamodb::TableProbe, s3::BucketProbe, sfn::StateMachineProbe};
+use crate::config::{ConfigError, Resources};
+use crate::health::{Health, HealthReport};
+
+/// A dependency check that takes longer than this counts as down: health
+/// endpoints must answer fast, above all when something is wrong.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub struct HealthApi {
+    health: Health,
+}
+
+#[derive(Serialize)]
+struct Readiness<'a> {
+    ready: bool,
+    failing: &'a [&'static str],
+}
+
+impl HealthApi {
+    pub fn new(health: Health) -> Self {
+        Self { health }
+    }
+
+    /// Reads the configuration and builds the SDK clients, once per process.
+    pub async fn from_env() -> Result<Self, ConfigError> {
+        let resources = Resources::from_env()?;
+        let sdk = crate::aws::sdk_config().await;
+        let health = Health::new(
+            vec![
+                Arc::new(TableProbe::new(
+                    aws_sdk_dynamodb::Client::new(&sdk),
+                    resources.requests_table,
+                )),
+                Arc::new(BucketProbe::new(
+                    aws_sdk_s3::Client::new(&sdk),
+                    resources.catalog_bucket,
+                )),
+                Arc::new(StateMachineProbe::new(
+                    aws_sdk_sfn::Client::new(&sdk),
+                    resources.selftest_state_machine_arn,
+                )),
+            ],
+            PROBE_TIMEOUT,
+        );
+        Ok(Self::new(health))
+    }
+
+    pub async fn handle(&self, req: Request) -> Response<Body> {
+        match route_key(&req) {
+            Some("GET /api/v1/health") => report_response(&self.health.check().await),
+            Some("GET /api/v1/health/ready") => {
+                let report = self.health.check().await;
+                let body = Readiness {
+                    ready: report.is_healthy(),
+                    failing: &report.failing,
+                };
+                json(status_of(&report), &body)
+            }
+            _ => ApiError::no_route(&req).into_response(),
+        }
+    }
+}
+
+fn status_of(report: &HealthReport) -> StatusCode {
+    if report.is_healthy() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+fn report_response(report: &HealthReport) -> Response<Body> {
+    json(status_of(report), report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::test_support::{body_json, request};
+    use crate::health::{Probe, ProbeFailure};
+    use async_trait::async_trait;
+
+    struct Fixed(&'static str, Result<(), ProbeFailure>);
+
+    #[async_trait]
+    impl Probe for Fixed {
+        fn dependency(&self) -> &'static str {
+            self.0
+        }
+        async fn check(&self) -> Result<(), ProbeFailure> {
+            self.1
+        }
+    }
+
+    fn api(s3: Result<(), ProbeFailure>) -> HealthApi {
+        HealthApi::new(Health::new(
+            vec![
+                Arc::new(Fixed("dynamodb", Ok(()))),
+                Arc::new(Fixed("s3", s3)),
+            ],
+            Duration::from_secs(1),
+        ))
+    }
+
+    #[tokio::test]
+    async fn health_is_200_with_every_dependency() {
+        let response = api(Ok(()))
+            .handle(request("GET", "/api/v1/health", "GET /api/v1/health"))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = body_json(&response);
+        assert_eq!(body["status"], "ok");
+        assert_eq!(body["dependencies"]["s3"]["reachable"], true);
+        assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    }
+
+    #[tokio::test]
+    async fn health_is_503_naming_the_dependency_that_is_down() {
+        let response = api(Err(ProbeFailure::Unreachable))
+            .handle(request("GET", "/api/v1/health", "GET /api/v1/health"))
+            .await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = body_json(&response);
+        assert_eq!(body["failing"], serde_json::json!(["s3"]));
+        assert_eq!(body["dependencies"]["s3"]["failure"], "unreachable");
+    }
+
+    #[tokio::test]
+    async fn ready_answers_in_short() {
+        let ok = api(Ok(()))
+            .handle(request(
+                "GET",
+                "/api/v1/health/ready",
+                "GET /api/v1/health/ready",
+            ))
+            .await;
+        assert_eq!(ok.status(), StatusCode::OK);
+        assert_eq!(
+            body_json(&ok),
+            serde_json::json!({"ready": true, "failing": []})
+        );
+
+        let down = api(Err(ProbeFailure::Timeout))
+            .handle(request(
+                "GET",
+                "/api/v1/health/ready",
+                "GET /api/v1/health/ready",
+            ))
+            .await;
+        assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body_json(&down)["failing"], serde_json::json!(["s3"]));
+    }
+
+    #[tokio::test]
+    async fn an_unknown_route_is_a_json_404() {
+        let response = api(Ok(()))
+            .handle(request("GET", "/api/v1/nope", "$default"))
+            .await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(body_json(&response)["error"]["code"], "not_found");
+    }
+}

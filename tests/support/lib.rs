@@ -1,0 +1,47 @@
+//! What the integration tests share: the local stack's coordinates, read from
+//! the environment that `make test` exports from `.local/<name>/stack.env`,
+//! and SDK clients built the way the functions build theirs.
+
+use std::time::Duration;
+
+/// The coordinates of a running local stack.
+pub struct Stack {
+    pub api_url: String,
+    pub sdk: aws_config::SdkConfig,
+}
+
+/// Reads a variable the stack exports; a missing one means the tests were not
+/// started by `make test`, which says so rather than failing obscurely.
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the integration tests through `make test` (it starts the local stack)")
+    })
+}
+
+impl Stack {
+    pub async fn connect() -> Self {
+        // The SDK reaches the emulator through AWS_ENDPOINT_URL, like the functions do.
+        env("AWS_ENDPOINT_URL");
+        Self {
+            api_url: env("PAO_API_URL"),
+            sdk: pao::aws::sdk_config().await,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.api_url, path)
+    }
+}
+
+/// An HTTP client for the local API, with a timeout so a hung stack fails the test.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("an HTTP client")
+}
+
+/// A name no other test uses, so tests can run in parallel on one stack.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
