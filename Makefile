@@ -1,0 +1,42 @@
+# PAO: the two commands of the quick start are `make up` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON := .venv/bin/python
+STACK := $(PYTHON) infra/local/stack.py
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: help install up down dev test fmt clippy unit templates integration
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install: ## install the project's tools (.venv, infra/node_modules)
+	@infra/local/install.sh
+
+up: install ## start the whole local stack, wait until healthy, print its URLs
+	@$(STACK) up
+
+down: ## stop everything `make up` started
+	@if [ -x $(PYTHON) ]; then $(STACK) down; fi
+
+dev: install ## up, follow the logs until Ctrl-C, then down
+	@$(STACK) dev
+
+test: install fmt clippy unit templates integration ## every check of the project
+
+fmt: ## formatting
+	cargo fmt --all --check
+
+clippy: ## lints, warnings denied
+	cargo clippy --workspace --all-targets -- -D warnings
+
+unit: ## unit and in-process handler tests
+	cargo test
+
+templates: install ## SAM template (lint and schema) and every ASL file
+	.venv/bin/sam validate --lint
+	.venv/bin/sam validate --region us-east-1
+	infra/node_modules/.bin/asl-validator $(addprefix --json-path ,$(wildcard statemachines/*.asl.json))
+
+integration: install ## integration tests on a local stack of their own
+	@infra/local/integration.sh

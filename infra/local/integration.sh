@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs the integration tests on a stack of their own: free ports, state under
+# .local/test, stopped again however the tests end. A developer's `make up`
+# stack is never touched.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+stack() { .venv/bin/python infra/local/stack.py "$@" --name test; }
+
+stack down >/dev/null
+trap 'stack down >/dev/null' EXIT
+stack up --auto-ports
+set -a
+# shellcheck disable=SC1091
+. .local/test/stack.env
+set +a
+cargo test -p pao-integration "$@"

@@ -1,0 +1,76 @@
+"""Runs moto server with its Lambda invocations sent to `cargo lambda watch`.
+
+moto normally runs a Lambda function in Docker. Here the one method that does
+so is replaced: the event goes to the Lambda Invoke API of `cargo lambda
+watch`, which runs our real Rust binary and answers with its result, or with
+HTTP 500 and `{errorType, errorMessage}` when the function fails. Step
+Functions Task states and S3 bucket notifications both invoke through it.
+
+Usage: moto_launcher.py --port PORT --lambda-url http://127.0.0.1:LAMBDA_PORT
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+from moto import server
+from moto.awslambda.models import LambdaFunction
+
+
+def forwarding_invoke(lambda_url: str):
+    def _invoke_lambda(self: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
+        if event is None:
+            event = {}
+        payload = event if isinstance(event, (str, bytes)) else json.dumps(event)
+        if isinstance(payload, str):
+            payload = payload.encode("utf-8")
+        url = f"{lambda_url}/2015-03-31/functions/{self.function_name}/invocations"
+        request = urllib.request.Request(
+            url, data=payload, method="POST", headers={"Content-Type": "application/json"}
+        )
+        # The function's own timeout, plus room for a first start of its binary.
+        timeout = float(self.timeout or 3) + 30
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.read().decode("utf-8"), False, ""
+        except urllib.error.HTTPError as err:
+            body = err.read().decode("utf-8", errors="replace")
+            return _function_error(body, err.code), True, ""
+        except (urllib.error.URLError, TimeoutError, OSError) as err:
+            message = f"cargo lambda watch did not answer for {self.function_name}: {err}"
+            print(message, file=sys.stderr, flush=True)
+            return json.dumps({"errorType": "Lambda.ServiceException", "errorMessage": message}), True, ""
+
+    return _invoke_lambda
+
+
+def _function_error(body: str, status: int) -> str:
+    """Keeps a function's `{errorType, errorMessage}`; wraps anything else."""
+    try:
+        parsed = json.loads(body)
+        if isinstance(parsed, dict) and "errorType" in parsed:
+            return body
+    except json.JSONDecodeError:
+        pass
+    return json.dumps({"errorType": "Lambda.Unknown", "errorMessage": f"HTTP {status}: {body[:500]}"})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--lambda-url", required=True)
+    args = parser.parse_args()
+    # moto's Step Functions interpreter calls back into this server on MOTO_PORT.
+    os.environ["MOTO_PORT"] = str(args.port)
+    LambdaFunction._invoke_lambda = forwarding_invoke(args.lambda_url.rstrip("/"))
+    server.main(["--host", "127.0.0.1", "--port", str(args.port)])
+
+
+if __name__ == "__main__":
+    main()

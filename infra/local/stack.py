@@ -1,0 +1,305 @@
+"""The local PAO stack: moto (with Lambda forwarded to cargo lambda watch),
+cargo lambda watch serving every function binary, and the local gateway.
+
+    stack.py up   [--name NAME] [--auto-ports]   build, start, bootstrap, wait until healthy
+    stack.py down [--name NAME]                  stop everything `up` started
+    stack.py dev  [--name NAME]                  up, follow the logs until Ctrl-C, then down
+    stack.py status [--name NAME]
+
+Every process is started in its own session, recorded by PID under
+.local/NAME/pids, and stopped by that PID (its process group). Logs are in
+.local/NAME/logs. Ports come from PAO_AWS_PORT, PAO_LAMBDA_PORT and
+PAO_API_PORT, or are picked free with --auto-ports (as `make test` does, so a
+test run never meets a developer's stack).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+VENV_BIN = ROOT / ".venv" / "bin"
+sys.path.insert(0, str(HERE))
+
+from bootstrap import bootstrap, function_environment  # noqa: E402
+from sam_template import REGION, Template, TemplateError  # noqa: E402
+
+EMULATOR_START_SECONDS = 60
+HEALTHY_SECONDS = 240
+STOP_SECONDS = 10
+
+
+class StackError(Exception):
+    """A reason the stack cannot start, said in one line."""
+
+
+@dataclass
+class Ports:
+    aws: int
+    lambda_: int
+    api: int
+
+    @classmethod
+    def configured(cls) -> "Ports":
+        def port(name: str, default: int) -> int:
+            value = os.environ.get(name, str(default))
+            if not value.isdigit() or not 0 < int(value) < 65536:
+                raise StackError(f"{name}={value!r} is not a port number")
+            return int(value)
+
+        return cls(port("PAO_AWS_PORT", 4566), port("PAO_LAMBDA_PORT", 9070), port("PAO_API_PORT", 3070))
+
+    @classmethod
+    def free(cls) -> "Ports":
+        sockets = [socket.socket() for _ in range(3)]
+        try:
+            for sock in sockets:
+                sock.bind(("127.0.0.1", 0))
+            aws, lambda_, api = (sock.getsockname()[1] for sock in sockets)
+        finally:
+            for sock in sockets:
+                sock.close()
+        return cls(aws, lambda_, api)
+
+    def check_free(self) -> None:
+        for name, port in (("PAO_AWS_PORT", self.aws), ("PAO_LAMBDA_PORT", self.lambda_), ("PAO_API_PORT", self.api)):
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    raise StackError(
+                        f"port {port} ({name}) is already in use: stop what holds it, or set {name} to a free port"
+                    ) from None
+
+
+class Stack:
+    def __init__(self, name: str):
+        self.name = name
+        self.dir = ROOT / ".local" / name
+        self.pids = self.dir / "pids"
+        self.logs = self.dir / "logs"
+        self.env_file = self.dir / "stack.env"
+
+    # ------------------------------------------------------------ processes
+    def start(self, label: str, command: list[str], env: dict[str, str] | None = None) -> None:
+        self.pids.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log = (self.logs / f"{label}.log").open("ab")
+        process = subprocess.Popen(
+            command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=env, start_new_session=True,
+        )
+        (self.pids / f"{label}.pid").write_text(json.dumps({"pid": process.pid, "command": command}))
+
+    def running(self) -> dict[str, int]:
+        alive = {}
+        for pid_file in sorted(self.pids.glob("*.pid")) if self.pids.exists() else []:
+            pid = json.loads(pid_file.read_text())["pid"]
+            if _alive(pid):
+                alive[pid_file.stem] = pid
+        return alive
+
+    def stop(self) -> None:
+        if not self.pids.exists():
+            return
+        for pid_file in sorted(self.pids.glob("*.pid"), reverse=True):
+            pid = json.loads(pid_file.read_text())["pid"]
+            _stop_group(pid)
+            pid_file.unlink()
+
+    # ------------------------------------------------------------ up
+    def up(self, ports: Ports) -> dict[str, str]:
+        if self.running():
+            raise StackError(f"the {self.name} stack is already up (see {self.env_file}); `make down` stops it")
+        check_prerequisites()
+        ports.check_free()
+        template = Template(ROOT / "template.yaml")
+        aws_url = f"http://127.0.0.1:{ports.aws}"
+        lambda_url = f"http://127.0.0.1:{ports.lambda_}"
+        api_url = f"http://127.0.0.1:{ports.api}"
+        python = str(VENV_BIN / "python")
+
+        say("building the function binaries")
+        build = subprocess.run(["cargo", "build", "--bins"], cwd=ROOT)
+        if build.returncode != 0:
+            raise StackError("cargo build failed (its errors are above)")
+
+        say(f"starting the AWS emulator on {aws_url}")
+        self.start("moto", [python, str(HERE / "moto_launcher.py"), "--port", str(ports.aws), "--lambda-url", lambda_url])
+        wait_for(f"{aws_url}/moto-api/", EMULATOR_START_SECONDS,
+                 f"the AWS emulator did not answer within {EMULATOR_START_SECONDS} s (see {self.logs}/moto.log)")
+
+        say("creating what template.yaml declares")
+        bootstrap(template, aws_url)
+        env = function_environment(template)
+        aws_env = {
+            "AWS_ENDPOINT_URL": aws_url,
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+        function_env = {**env, **aws_env, "PAO_AUTH_MODE": "dev"}
+        functions_file = self.dir / "functions.env"
+        functions_file.write_text("".join(f"{k}={v}\n" for k, v in function_env.items()))
+
+        say(f"starting cargo lambda watch on {lambda_url}")
+        watch_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        watch_env.update(function_env)
+        self.start("functions", [
+            str(VENV_BIN / "cargo-lambda"), "lambda", "watch", "--ignore-changes",
+            "--invoke-address", "127.0.0.1", "--invoke-port", str(ports.lambda_),
+            "--env-file", str(functions_file), "--timeout", "120",
+            "--concurrency", os.environ.get("PAO_LAMBDA_CONCURRENCY", "8"),
+        ], env=watch_env)
+
+        say(f"starting the gateway on {api_url}")
+        self.start("gateway", [python, str(HERE / "gateway.py"), "--port", str(ports.api),
+                               "--lambda-url", lambda_url, "--template", str(ROOT / "template.yaml")])
+
+        say("waiting until GET /api/v1/health answers 200")
+        wait_for(f"{api_url}/api/v1/health", HEALTHY_SECONDS,
+                 f"the API was not healthy within {HEALTHY_SECONDS} s (see {self.logs}/)")
+
+        stack_env = {"PAO_API_URL": api_url, **aws_env, **env}
+        self.env_file.write_text("".join(f"{k}={v}\n" for k, v in stack_env.items()))
+        return stack_env
+
+
+def check_prerequisites() -> None:
+    if shutil.which("cargo") is None:
+        raise StackError("cargo is not on PATH: install Rust (rustup) first")
+    if not (VENV_BIN / "cargo-lambda").exists():
+        raise StackError("cargo-lambda is missing from .venv: run infra/local/install.sh")
+
+
+def say(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def wait_for(url: str, seconds: float, failure: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    raise StackError(failure)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie has exited; only its entry is left.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def _stop_group(pid: int) -> None:
+    """Stops the process group led by `pid` (started with its own session)."""
+    if not _group_alive(pid):
+        return
+    os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_SECONDS
+    while time.monotonic() < deadline and _group_alive(pid):
+        time.sleep(0.1)
+    if _group_alive(pid):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def follow_logs(stack: Stack) -> None:
+    handles = {path.name: path.open() for path in sorted(stack.logs.glob("*.log"))}
+    for handle in handles.values():
+        handle.seek(0, os.SEEK_END)
+    while True:
+        quiet = True
+        for name, handle in handles.items():
+            for line in handle.readlines():
+                quiet = False
+                print(f"{name[:-4]:>9} | {line}", end="", flush=True)
+        if quiet:
+            time.sleep(0.3)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="The local PAO stack.")
+    parser.add_argument("command", choices=["up", "down", "dev", "status"])
+    parser.add_argument("--name", default="dev", help="state under .local/NAME (default: dev)")
+    parser.add_argument("--auto-ports", action="store_true", help="pick free ports")
+    args = parser.parse_args()
+    stack = Stack(args.name)
+
+    if args.command == "down":
+        stack.stop()
+        print(f"the {args.name} stack is down")
+        return 0
+    if args.command == "status":
+        running = stack.running()
+        print(json.dumps(running) if running else f"the {args.name} stack is down")
+        return 0 if running else 1
+
+    try:
+        ports = Ports.free() if args.auto_ports else Ports.configured()
+        env = stack.up(ports)
+    except (StackError, TemplateError) as err:
+        stack.stop()
+        print(f"make up: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:  # noqa: BLE001 (the one-line reason, not a trace)
+        stack.stop()
+        print(f"make up: {type(err).__name__}: {err} (logs in {stack.logs})", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        stack.stop()
+        return 130
+
+    print(f"API: {env['PAO_API_URL']}")
+    print(f"AWS: {env['AWS_ENDPOINT_URL']}")
+    print(f"  curl {env['PAO_API_URL']}/api/v1/health")
+    print(f"  AWS_ENDPOINT_URL={env['AWS_ENDPOINT_URL']} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test "
+          f"aws --region {REGION} stepfunctions list-state-machines")
+    print(f"  environment for tools and tests: {stack.env_file}; logs: {stack.logs}/")
+    if args.command == "dev":
+        try:
+            follow_logs(stack)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            stack.stop()
+            print(f"\nthe {args.name} stack is down")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
