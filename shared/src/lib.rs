@@ -5,7 +5,9 @@
 pub mod action;
 pub mod api;
 pub mod aws;
+pub mod catalog;
 pub mod config;
 pub mod health;
 pub mod selftest;
 pub mod telemetry;
+pub mod template;

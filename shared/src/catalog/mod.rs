@@ -1,0 +1,7 @@
+//! The catalog: items as platform teams write them (schema v2), how a file
+//! becomes a validated item with located errors, and the forms items become.
+
+pub mod form;
+pub mod item;
+pub mod source;
+pub mod validate;

@@ -1,0 +1,248 @@
+//! Templates in catalog items (Tera syntax): `{{fields.x}}`, `{{header.owner}}`,
+//! `{{request.id}}`, `{{env.NAME}}`, `{{response.action.output}}`. This module
+//! owns the template language: checking a template's syntax and finding the
+//! variables it references, so catalog validation can reject a reference to
+//! something that cannot exist before any request runs.
+
+use std::collections::BTreeSet;
+
+/// A variable a template reads, as its dotted path: `["response", "db", "endpoint"]`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Reference(pub Vec<String>);
+
+impl Reference {
+    pub fn root(&self) -> &str {
+        &self.0[0]
+    }
+
+    pub fn dotted(&self) -> String {
+        self.0.join(".")
+    }
+}
+
+/// Whether `text` holds template syntax at all; plain strings skip the parser.
+pub fn is_template(text: &str) -> bool {
+    text.contains("{{") || text.contains("{%") || text.contains("{#")
+}
+
+/// Checks the syntax of `text` and returns the variables it reads, in order
+/// of the text, each once. Loop and `set` variables are local, not references.
+pub fn references(text: &str) -> Result<Vec<Reference>, String> {
+    if !is_template(text) {
+        return Ok(Vec::new());
+    }
+    let mut tera = tera::Tera::default();
+    tera.add_raw_template("t", text)
+        .map_err(|err| syntax_message(&err))?;
+    let mut found = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut locals = BTreeSet::new();
+    for (block, is_statement) in blocks(text) {
+        scan(block, is_statement, &mut locals, &mut |reference| {
+            if seen.insert(reference.clone()) {
+                found.push(reference);
+            }
+        });
+    }
+    Ok(found)
+}
+
+fn syntax_message(err: &tera::Error) -> String {
+    use std::error::Error as _;
+    // Tera's own message names our internal template; its cause has the
+    // position (`--> 1:20`) and the reason (`= expected …`) between drawings.
+    let detail = err
+        .source()
+        .map(|cause| cause.to_string())
+        .unwrap_or_default();
+    let position = detail
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("--> "))
+        .and_then(|position| position.split(':').nth(1))
+        .map(|column| format!(" at character {column}"))
+        .unwrap_or_default();
+    let reason = detail
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("= "))
+        .unwrap_or("unexpected input");
+    format!("invalid template syntax{position}: {reason}")
+}
+
+/// The insides of `{{ … }}` and `{% … %}` blocks (comments skipped).
+fn blocks(text: &str) -> Vec<(&str, bool)> {
+    let mut blocks = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find('{') {
+        let after = &rest[start..];
+        let (close, is_statement) = if after.starts_with("{{") {
+            ("}}", false)
+        } else if after.starts_with("{%") {
+            ("%}", true)
+        } else if after.starts_with("{#") {
+            ("#}", true)
+        } else {
+            rest = &rest[start + 1..];
+            continue;
+        };
+        let inner = &after[2..];
+        let Some(end) = inner.find(close) else { break };
+        if !after.starts_with("{#") {
+            blocks.push((inner[..end].trim_matches('-'), is_statement));
+        }
+        rest = &inner[end + 2..];
+    }
+    blocks
+}
+
+const KEYWORDS: &[&str] = &[
+    "and",
+    "or",
+    "not",
+    "in",
+    "is",
+    "if",
+    "else",
+    "elif",
+    "endif",
+    "for",
+    "endfor",
+    "set",
+    "set_global",
+    "true",
+    "false",
+    "True",
+    "False",
+    "none",
+    "None",
+    "loop",
+    "filter",
+    "endfilter",
+    "raw",
+    "endraw",
+    "break",
+    "continue",
+    "as",
+    "with",
+    "macro",
+    "endmacro",
+    "block",
+    "endblock",
+    "include",
+    "import",
+    "extends",
+    "self",
+    "super",
+];
+
+/// Finds the dotted names of one block, skipping string literals, filters,
+/// function calls, keyword arguments and local variables.
+fn scan(
+    block: &str,
+    is_statement: bool,
+    locals: &mut BTreeSet<String>,
+    emit: &mut dyn FnMut(Reference),
+) {
+    let tokens = tokenize(block);
+    if is_statement {
+        // `for x in …` and `set x = …` introduce local names.
+        if let [first, second, ..] = tokens.as_slice() {
+            if first == "for" || first == "set" || first == "set_global" {
+                locals.insert(second.clone());
+            }
+        }
+    }
+    let mut previous = String::new();
+    let mut index = 0;
+    while index < tokens.len() {
+        let token = &tokens[index];
+        let next = tokens.get(index + 1).map(String::as_str);
+        let is_name = token.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_');
+        let is_filter_or_call = previous == "|" || next == Some("(") || next == Some("=");
+        if is_name && !is_filter_or_call && !KEYWORDS.contains(&token.as_str()) {
+            let path: Vec<String> = token.split('.').map(str::to_string).collect();
+            if !locals.contains(&path[0]) {
+                emit(Reference(path));
+            }
+        }
+        previous = token.clone();
+        index += 1;
+    }
+}
+
+/// Splits a block into names (with their dots), punctuation and numbers;
+/// string literals are dropped.
+fn tokenize(block: &str) -> Vec<String> {
+    let mut tokens = Vec::new();
+    let mut chars = block.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '"' || c == '\'' || c == '`' {
+            for inner in chars.by_ref() {
+                if inner == c {
+                    break;
+                }
+            }
+        } else if c.is_ascii_alphanumeric() || c == '_' {
+            let mut token = c.to_string();
+            while let Some(&next) = chars.peek() {
+                if next.is_ascii_alphanumeric() || next == '_' || next == '.' {
+                    token.push(next);
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            tokens.push(token.trim_end_matches('.').to_string());
+        } else if !c.is_whitespace() {
+            tokens.push(c.to_string());
+        }
+    }
+    tokens
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dotted(text: &str) -> Vec<String> {
+        references(text)
+            .unwrap()
+            .iter()
+            .map(Reference::dotted)
+            .collect()
+    }
+
+    #[test]
+    fn plain_text_has_no_references() {
+        assert!(dotted("just text, {braces} and all").is_empty());
+    }
+
+    #[test]
+    fn finds_every_namespace() {
+        assert_eq!(
+            dotted("{{fields.name}}-{{ header.owner }} by {{request.user.email}} {{env.DBAAS_URL}}/{{response.db.id}}"),
+            ["fields.name", "header.owner", "request.user.email", "env.DBAAS_URL", "response.db.id"]
+        );
+    }
+
+    #[test]
+    fn skips_filters_arguments_literals_and_locals() {
+        assert_eq!(
+            dotted(
+                r#"{{ fields.name | upper | default(value="x.y") }}{% for t in fields.tags %}{{ t }}{% endfor %}{% if fields.ha and not fields.small %}ha{% endif %}"#
+            ),
+            ["fields.name", "fields.tags", "fields.ha", "fields.small"]
+        );
+    }
+
+    #[test]
+    fn reports_each_reference_once() {
+        assert_eq!(dotted("{{fields.a}}{{fields.a}}"), ["fields.a"]);
+    }
+
+    #[test]
+    fn a_syntax_error_is_explained() {
+        let err = references("{{ fields.name ").unwrap_err();
+        assert!(err.starts_with("invalid template syntax"), "{err}");
+        assert!(references("{% if fields.x %}unclosed").is_err());
+    }
+}
