@@ -9,7 +9,8 @@ stack() { .venv/bin/python infra/local/stack.py "$@" --name test; }
 
 stack down >/dev/null
 trap 'stack down >/dev/null' EXIT
-stack up --auto-ports
+# Tests must see a change at once, so the catalog API does not cache here.
+stack up --auto-ports --set PAO_CATALOG_CACHE_TTL_SECONDS=0
 set -a
 # shellcheck disable=SC1091
 . .local/test/stack.env

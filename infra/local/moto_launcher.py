@@ -6,6 +6,10 @@ watch`, which runs our real Rust binary and answers with its result, or with
 HTTP 500 and `{errorType, errorMessage}` when the function fails. Step
 Functions Task states and S3 bucket notifications both invoke through it.
 
+It also closes one gap of moto's S3: deleting an object of a versioned
+bucket creates a delete marker, for which S3 sends
+`s3:ObjectRemoved:DeleteMarkerCreated` and moto sends nothing.
+
 Usage: moto_launcher.py --port PORT --lambda-url http://127.0.0.1:LAMBDA_PORT
 """
 
@@ -21,6 +25,8 @@ from typing import Any
 
 from moto import server
 from moto.awslambda.models import LambdaFunction
+from moto.s3 import notifications
+from moto.s3.models import S3Backend
 
 
 def forwarding_invoke(lambda_url: str):
@@ -61,6 +67,25 @@ def _function_error(body: str, status: int) -> str:
     return json.dumps({"errorType": "Lambda.Unknown", "errorMessage": f"HTTP {status}: {body[:500]}"})
 
 
+def notify_delete_markers() -> None:
+    original = S3Backend.delete_object
+
+    def delete_object(self, bucket_name, key_name, version_id=None, bypass=False):
+        bucket = self.get_bucket(bucket_name)
+        deleted = bucket.keys.get(key_name) if getattr(bucket, "is_versioned", False) else None
+        result = original(self, bucket_name, key_name, version_id, bypass)
+        if deleted is not None and version_id is None and result[1].get("delete-marker") == "true":
+            notifications.send_event(
+                self.account_id,
+                notifications.S3NotificationEvent.OBJECT_REMOVED_DELETE_MARKER_CREATED_EVENT,
+                bucket,
+                deleted,
+            )
+        return result
+
+    S3Backend.delete_object = delete_object
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
@@ -69,6 +94,7 @@ def main() -> None:
     # moto's Step Functions interpreter calls back into this server on MOTO_PORT.
     os.environ["MOTO_PORT"] = str(args.port)
     LambdaFunction._invoke_lambda = forwarding_invoke(args.lambda_url.rstrip("/"))
+    notify_delete_markers()
     server.main(["--host", "127.0.0.1", "--port", str(args.port)])
 
 

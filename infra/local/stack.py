@@ -121,7 +121,7 @@ class Stack:
             pid_file.unlink()
 
     # ------------------------------------------------------------ up
-    def up(self, ports: Ports) -> dict[str, str]:
+    def up(self, ports: Ports, overrides: dict[str, str]) -> dict[str, str]:
         if self.running():
             raise StackError(f"the {self.name} stack is already up (see {self.env_file}); `make down` stops it")
         check_prerequisites()
@@ -153,7 +153,7 @@ class Stack:
             "AWS_SECRET_ACCESS_KEY": "test",
             "AWS_EC2_METADATA_DISABLED": "true",
         }
-        function_env = {**env, **aws_env, "PAO_AUTH_MODE": "dev"}
+        function_env = {**env, **aws_env, "PAO_AUTH_MODE": "dev", **overrides}
         functions_file = self.dir / "functions.env"
         functions_file.write_text("".join(f"{k}={v}\n" for k, v in function_env.items()))
 
@@ -175,9 +175,38 @@ class Stack:
         wait_for(f"{api_url}/api/v1/health", HEALTHY_SECONDS,
                  f"the API was not healthy within {HEALTHY_SECONDS} s (see {self.logs}/)")
 
+        say("uploading the example catalog, as a platform team's CI would")
+        published = load_example_catalog(template, aws_url, api_url)
+        say(f"catalog: {len(published)} items published ({', '.join(published)})")
+
         stack_env = {"PAO_API_URL": api_url, **aws_env, **env}
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in stack_env.items()))
         return stack_env
+
+
+def load_example_catalog(template: Template, aws_url: str, api_url: str) -> list[str]:
+    """Uploads catalog/items/ to the catalog bucket; the bucket's notification
+    runs the real ingest function, and the catalog API must then list them."""
+    from bootstrap import client
+
+    bucket = template.physical_name("CatalogBucket")
+    s3 = client("s3", aws_url)
+    files = sorted((ROOT / "catalog" / "items").glob("*.yaml"))
+    for path in files:
+        s3.put_object(Bucket=bucket, Key=f"examples/{path.name}", Body=path.read_bytes(),
+                      ContentType="application/yaml")
+    request = urllib.request.Request(
+        f"{api_url}/api/v1/catalog",
+        headers={"X-Pao-Dev-User": "make-up@pao.local", "X-Pao-Dev-Groups": "pao-admins"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        ids = [item["id"] for item in json.load(response)["items"]]
+    if len(ids) < len(files):
+        raise StackError(
+            f"only {len(ids)} of {len(files)} example items were published; "
+            "GET /api/v1/catalog/validation/<id> and .local/*/logs/functions.log say why"
+        )
+    return ids
 
 
 def check_prerequisites() -> None:
@@ -257,6 +286,8 @@ def main() -> int:
     parser.add_argument("command", choices=["up", "down", "dev", "status"])
     parser.add_argument("--name", default="dev", help="state under .local/NAME (default: dev)")
     parser.add_argument("--auto-ports", action="store_true", help="pick free ports")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a function environment variable to override (repeatable)")
     args = parser.parse_args()
     stack = Stack(args.name)
 
@@ -271,7 +302,8 @@ def main() -> int:
 
     try:
         ports = Ports.free() if args.auto_ports else Ports.configured()
-        env = stack.up(ports)
+        overrides = dict(item.split("=", 1) for item in args.set if "=" in item)
+        env = stack.up(ports, overrides)
     except (StackError, TemplateError) as err:
         stack.stop()
         print(f"make up: {err}", file=sys.stderr)
@@ -287,6 +319,7 @@ def main() -> int:
     print(f"API: {env['PAO_API_URL']}")
     print(f"AWS: {env['AWS_ENDPOINT_URL']}")
     print(f"  curl {env['PAO_API_URL']}/api/v1/health")
+    print(f"  curl -H 'X-Pao-Dev-User: dev@example.com' -H 'X-Pao-Dev-Groups: developers' {env['PAO_API_URL']}/api/v1/catalog")
     print(f"  AWS_ENDPOINT_URL={env['AWS_ENDPOINT_URL']} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test "
           f"aws --region {REGION} stepfunctions list-state-machines")
     print(f"  environment for tools and tests: {stack.env_file}; logs: {stack.logs}/")

@@ -12,6 +12,65 @@ pub enum ConfigError {
     Invalid { name: &'static str, reason: String },
 }
 
+/// Reads variables through a lookup function, so tests need not touch the
+/// process environment.
+pub struct Env<F: Fn(&str) -> Option<String>>(pub F);
+
+impl Env<fn(&str) -> Option<String>> {
+    pub fn process() -> Self {
+        Env(|name| std::env::var(name).ok())
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    pub fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        (self.0)(name)
+            .filter(|value| !value.trim().is_empty())
+            .ok_or(ConfigError::Missing(name))
+    }
+
+    pub fn or(&self, name: &str, default: &str) -> String {
+        (self.0)(name)
+            .filter(|value| !value.trim().is_empty())
+            .unwrap_or_else(|| default.to_string())
+    }
+
+    pub fn number(&self, name: &'static str, default: u64) -> Result<u64, ConfigError> {
+        match (self.0)(name).filter(|value| !value.trim().is_empty()) {
+            None => Ok(default),
+            Some(value) => value.trim().parse().map_err(|_| ConfigError::Invalid {
+                name,
+                reason: format!("`{value}` is not a whole number"),
+            }),
+        }
+    }
+}
+
+/// The catalog API's and the ingest function's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogConfig {
+    pub catalog_table: String,
+    pub catalog_bucket: String,
+    /// Members may refresh the catalog and see every item.
+    pub admin_group: String,
+    pub cache_ttl_seconds: u64,
+}
+
+impl CatalogConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from(&Env::process())
+    }
+
+    pub fn from<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            catalog_table: env.required("PAO_CATALOG_TABLE")?,
+            catalog_bucket: env.required("PAO_CATALOG_BUCKET")?,
+            admin_group: env.or("PAO_ADMIN_GROUP", "pao-admins"),
+            cache_ttl_seconds: env.number("PAO_CATALOG_CACHE_TTL_SECONDS", 30)?,
+        })
+    }
+}
+
 /// The names of the deployed resources a function talks to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resources {
@@ -29,18 +88,12 @@ impl Resources {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
-    /// Reads the configuration through `lookup`, so tests need not touch the
-    /// process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let required = |name: &'static str| {
-            lookup(name)
-                .filter(|value| !value.trim().is_empty())
-                .ok_or(ConfigError::Missing(name))
-        };
+        let env = Env(lookup);
         Ok(Self {
-            requests_table: required(Self::REQUESTS_TABLE)?,
-            catalog_bucket: required(Self::CATALOG_BUCKET)?,
-            selftest_state_machine_arn: required(Self::STATE_MACHINE_ARN)?,
+            requests_table: env.required(Self::REQUESTS_TABLE)?,
+            catalog_bucket: env.required(Self::CATALOG_BUCKET)?,
+            selftest_state_machine_arn: env.required(Self::STATE_MACHINE_ARN)?,
         })
     }
 }
@@ -69,6 +122,27 @@ mod tests {
         assert_eq!(resources.requests_table, "t");
         assert_eq!(resources.catalog_bucket, "b");
         assert_eq!(resources.selftest_state_machine_arn, "arn:sm");
+    }
+
+    #[test]
+    fn catalog_settings_have_defaults_and_are_checked() {
+        let config = CatalogConfig::from(&Env(lookup(&[
+            ("PAO_CATALOG_TABLE", "c"),
+            ("PAO_CATALOG_BUCKET", "b"),
+        ])))
+        .unwrap();
+        assert_eq!(config.admin_group, "pao-admins");
+        assert_eq!(config.cache_ttl_seconds, 30);
+        let err = CatalogConfig::from(&Env(lookup(&[
+            ("PAO_CATALOG_TABLE", "c"),
+            ("PAO_CATALOG_BUCKET", "b"),
+            ("PAO_CATALOG_CACHE_TTL_SECONDS", "soon"),
+        ])))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "environment variable PAO_CATALOG_CACHE_TTL_SECONDS has an invalid value: `soon` is not a whole number"
+        );
     }
 
     #[test]

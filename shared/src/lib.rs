@@ -1,13 +1,17 @@
-//! PAO's library crate. The domain lives here (health, the action contract, and
-//! later the catalog, requests and fulfilment), beside one adapter per outside
-//! system. Function binaries in `functions/` only wire these pieces together.
+//! PAO's library crate. The domain lives here (the catalog, requests, the
+//! action contract, templates, health), beside one adapter per outside system
+//! (`aws/`) and the HTTP edge (`api/`). Function binaries in `functions/` only
+//! wire these pieces together.
 
 pub mod action;
 pub mod api;
+pub mod auth;
 pub mod aws;
 pub mod catalog;
+pub mod clock;
 pub mod config;
 pub mod health;
+pub mod requests;
 pub mod selftest;
 pub mod telemetry;
 pub mod template;

@@ -45,3 +45,19 @@ pub fn http() -> reqwest::Client {
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
+
+/// A developer identity for the local stack (`PAO_AUTH_MODE=dev`).
+pub fn as_user(
+    request: reqwest::RequestBuilder,
+    email: &str,
+    groups: &[&str],
+) -> reqwest::RequestBuilder {
+    request
+        .header("X-Pao-Dev-User", email)
+        .header("X-Pao-Dev-Groups", groups.join(","))
+}
+
+/// A member of the admin group.
+pub fn as_admin(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    as_user(request, "admin@example.com", &["pao-admins"])
+}

@@ -2,7 +2,9 @@
 //! JSON responses, and the one error shape every route answers with. Domain
 //! errors become HTTP responses here and nowhere else.
 
+pub mod catalog;
 pub mod health;
+pub mod requests;
 
 use lambda_http::http::{header, StatusCode};
 use lambda_http::request::RequestContext;
@@ -55,6 +57,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Per-field problems of a submission, when that is what went wrong.
+    pub fields: Option<serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -66,6 +70,8 @@ struct ErrorBody<'a> {
 struct ErrorDetail<'a> {
     code: &'a str,
     message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fields: Option<&'a serde_json::Value>,
 }
 
 impl ApiError {
@@ -74,6 +80,62 @@ impl ApiError {
             status: StatusCode::NOT_FOUND,
             code: "not_found",
             message: message.into(),
+            fields: None,
+        }
+    }
+
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            fields: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code: "bad_request",
+            message: message.into(),
+            fields: None,
+        }
+    }
+
+    pub fn unauthenticated() -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthenticated",
+            message: "sign in: this route needs an authenticated caller".to_string(),
+            fields: None,
+        }
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            code: "forbidden",
+            message: message.into(),
+            fields: None,
+        }
+    }
+
+    /// A dependency failed; the detail is in the log, not in the answer.
+    pub fn unavailable() -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "unavailable",
+            message: "a service PAO depends on did not answer; try again shortly".to_string(),
+            fields: None,
+        }
+    }
+
+    pub fn internal() -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: "internal error".to_string(),
+            fields: None,
         }
     }
 
@@ -92,9 +154,23 @@ impl ApiError {
                 error: ErrorDetail {
                     code: self.code,
                     message: &self.message,
+                    fields: self.fields.as_ref(),
                 },
             },
         )
+    }
+}
+
+impl From<crate::catalog::index::StoreError> for ApiError {
+    fn from(err: crate::catalog::index::StoreError) -> Self {
+        use crate::catalog::index::StoreError;
+        match err {
+            StoreError::Unavailable(_) => Self::unavailable(),
+            StoreError::Corrupt(detail) => {
+                tracing::error!(detail, "corrupt catalog record");
+                Self::internal()
+            }
+        }
     }
 }
 

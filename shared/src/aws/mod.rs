@@ -28,7 +28,9 @@ pub async fn sdk_config() -> SdkConfig {
 }
 
 pub mod dynamodb;
+pub mod requests_table;
 pub mod s3;
+pub mod secrets;
 pub mod sfn;
 
 use aws_sdk_dynamodb::config::http::HttpResponse;

@@ -3,7 +3,9 @@
 use async_trait::async_trait;
 use aws_sdk_sfn::Client;
 
+use crate::catalog::index::StoreError;
 use crate::health::{Probe, ProbeFailure};
+use crate::requests::Workflow;
 
 /// Checks that a state machine exists and answers.
 pub struct StateMachineProbe {
@@ -34,5 +36,85 @@ impl Probe for StateMachineProbe {
             .await
             .map(|_| ())
             .map_err(|err| super::probe_failure(self.dependency(), &err))
+    }
+}
+
+/// The fulfilment state machine as the domain's `Workflow`.
+pub struct Fulfillment {
+    client: Client,
+    state_machine_arn: String,
+}
+
+impl Fulfillment {
+    pub fn new(client: Client, state_machine_arn: impl Into<String>) -> Self {
+        Self {
+            client,
+            state_machine_arn: state_machine_arn.into(),
+        }
+    }
+
+    /// The ARN of the execution named `name`: Step Functions derives it from
+    /// the state machine's.
+    fn execution_arn(&self, name: &str) -> String {
+        format!(
+            "{}:{name}",
+            self.state_machine_arn
+                .replacen(":stateMachine:", ":execution:", 1)
+        )
+    }
+}
+
+fn unavailable<E: std::error::Error + 'static>(
+    operation: &str,
+    err: &aws_sdk_sfn::error::SdkError<E, aws_sdk_sfn::config::http::HttpResponse>,
+) -> StoreError {
+    tracing::warn!(operation, error = %aws_sdk_sfn::error::DisplayErrorContext(err), "Step Functions call failed");
+    StoreError::Unavailable(format!("Step Functions {operation} failed"))
+}
+
+#[async_trait]
+impl Workflow for Fulfillment {
+    async fn start(&self, name: &str, input: &str) -> Result<String, StoreError> {
+        let started = self
+            .client
+            .start_execution()
+            .state_machine_arn(&self.state_machine_arn)
+            .name(name)
+            .input(input)
+            .send()
+            .await;
+        match started {
+            Ok(output) => Ok(output.execution_arn().to_string()),
+            // Started already (by a retry of the same submission).
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_execution_already_exists()) =>
+            {
+                Ok(self.execution_arn(name))
+            }
+            Err(err) => Err(unavailable("StartExecution", &err)),
+        }
+    }
+
+    async fn stop(&self, execution_arn: &str, cause: &str) -> Result<(), StoreError> {
+        let stopped = self
+            .client
+            .stop_execution()
+            .execution_arn(execution_arn)
+            .cause(cause)
+            .send()
+            .await;
+        match stopped {
+            Ok(_) => Ok(()),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_execution_does_not_exist()) =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(unavailable("StopExecution", &err)),
+        }
     }
 }

@@ -432,6 +432,17 @@ impl CatalogItem {
             .map_or(&[], |automated| &automated.actions)
     }
 
+    /// Whether `caller` may see and request the item: everyone when it has no
+    /// access rule, else members of its groups, and always the admins.
+    pub fn visible_to(&self, caller: &crate::auth::Principal, admin_group: &str) -> bool {
+        caller.in_group(admin_group)
+            || self
+                .header
+                .access
+                .as_ref()
+                .is_none_or(|access| caller.in_any(&access.groups))
+    }
+
     pub fn field(&self, id: &str) -> Option<&Field> {
         self.presentation.fields.iter().find(|field| field.id == id)
     }

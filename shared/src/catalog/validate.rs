@@ -20,7 +20,7 @@ use super::source::{self, Document, Limits, Location};
 use crate::template::{self, Reference};
 
 /// One problem, located.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Diagnostic {
     pub file: String,
     pub line: u32,

@@ -1,0 +1,248 @@
+//! The requests API: submit, list, read, follow and cancel requests. Bad
+//! input is a 4xx with the JSON error shape; someone else's request is 404.
+
+use std::sync::Arc;
+
+use lambda_http::http::{header, StatusCode};
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{json, route_key, ApiError};
+use crate::auth::{self, AuthMode, Principal};
+use crate::aws::{
+    dynamodb::CatalogTable, requests_table::RequestTable, secrets::Secrets, sfn::Fulfillment,
+};
+use crate::config::{ConfigError, Env};
+use crate::requests::submit::{RequestError, Requests, Submission};
+use crate::requests::{ListQuery, RequestStatus};
+
+/// The largest request body accepted (a form with a small file field).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+const MAX_KEY_CHARS: usize = 128;
+
+pub struct RequestsApi {
+    requests: Requests,
+    auth: AuthMode,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubmitBody {
+    item_id: String,
+    #[serde(default = "empty_object")]
+    fields: Value,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+impl From<RequestError> for ApiError {
+    fn from(err: RequestError) -> Self {
+        match err {
+            RequestError::NotFound(message) => ApiError::not_found(message),
+            RequestError::InvalidFields(fields) => ApiError {
+                fields: serde_json::to_value(&fields).ok(),
+                ..ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_fields",
+                    "some fields are not valid",
+                )
+            },
+            RequestError::KeyReused => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with a different request body",
+            ),
+            err @ RequestError::Finished(_) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", err.to_string())
+            }
+            RequestError::BadInput(message) => ApiError::bad_request(message),
+            RequestError::Store(err) => err.into(),
+        }
+    }
+}
+
+impl RequestsApi {
+    pub fn new(requests: Requests, auth: AuthMode) -> Self {
+        Self { requests, auth }
+    }
+
+    /// Reads the configuration and builds the SDK clients, once per process.
+    pub async fn from_env() -> Result<Self, ConfigError> {
+        let env = Env::process();
+        let requests_table = env.required("PAO_REQUESTS_TABLE")?;
+        let catalog_table = env.required("PAO_CATALOG_TABLE")?;
+        let state_machine = env.required("PAO_FULFILLMENT_STATE_MACHINE_ARN")?;
+        let admin_group = env.or("PAO_ADMIN_GROUP", "pao-admins");
+        let auth = AuthMode::from_env()?;
+        let sdk = crate::aws::sdk_config().await;
+        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        let requests = Requests::new(
+            Arc::new(RequestTable::new(dynamodb.clone(), requests_table)),
+            Arc::new(CatalogTable::new(dynamodb, catalog_table)),
+            Arc::new(Secrets::new(aws_sdk_secretsmanager::Client::new(&sdk))),
+            Arc::new(Fulfillment::new(
+                aws_sdk_sfn::Client::new(&sdk),
+                state_machine,
+            )),
+            admin_group,
+        );
+        Ok(Self::new(requests, auth))
+    }
+
+    pub async fn handle(&self, req: Request) -> Response<Body> {
+        match self.route(&req).await {
+            Ok(response) => response,
+            Err(err) => err.into_response(),
+        }
+    }
+
+    async fn route(&self, req: &Request) -> Result<Response<Body>, ApiError> {
+        let caller = auth::principal(req, self.auth).ok_or_else(ApiError::unauthenticated)?;
+        let id = req
+            .path_parameters_ref()
+            .and_then(|params| params.first("id"))
+            .unwrap_or_default()
+            .to_string();
+        match route_key(req) {
+            Some("POST /api/v1/requests") => self.submit(&caller, req).await,
+            Some("GET /api/v1/requests") => self.list(&caller, req).await,
+            Some("GET /api/v1/requests/{id}") => {
+                let request = self.requests.get(&caller, &id).await?;
+                Ok(json(StatusCode::OK, &request))
+            }
+            Some("GET /api/v1/requests/{id}/status") => {
+                let request = self.requests.get(&caller, &id).await?;
+                let actions: Vec<Value> = request
+                    .actions
+                    .iter()
+                    .map(|(action, status)| json!({"id": action, "status": status}))
+                    .collect();
+                Ok(json(
+                    StatusCode::OK,
+                    &json!({
+                        "id": request.id, "status": request.status, "version": request.version,
+                        "reason": request.reason, "updated_at": request.updated_at, "actions": actions,
+                    }),
+                ))
+            }
+            Some("GET /api/v1/requests/{id}/logs") => {
+                let entries = self.requests.logs(&caller, &id).await?;
+                let audit = self.requests.audit(&caller, &id).await?;
+                Ok(json(
+                    StatusCode::OK,
+                    &json!({"id": id, "entries": entries, "audit": audit}),
+                ))
+            }
+            Some("DELETE /api/v1/requests/{id}") => {
+                let request = self.requests.cancel(&caller, &id).await?;
+                Ok(json(StatusCode::OK, &request))
+            }
+            _ => Err(ApiError::no_route(req)),
+        }
+    }
+
+    async fn submit(&self, caller: &Principal, req: &Request) -> Result<Response<Body>, ApiError> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        if !content_type
+            .to_ascii_lowercase()
+            .starts_with("application/json")
+        {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the request as application/json",
+            ));
+        }
+        let body = req.body().as_ref();
+        if body.len() > MAX_BODY_BYTES {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("a request body may be at most {MAX_BODY_BYTES} bytes"),
+            ));
+        }
+        let parsed: SubmitBody = serde_json::from_slice(body).map_err(|err| {
+            // serde's message names the problem and its position, not the values.
+            ApiError::bad_request(format!(
+                "the body is not a valid request: {}",
+                err.to_string().split(" at line").next().unwrap_or_default()
+            ))
+        })?;
+        let key = match req.headers().get("idempotency-key") {
+            None => None,
+            Some(value) => {
+                let key = value.to_str().unwrap_or_default().trim();
+                if key.is_empty()
+                    || key.chars().count() > MAX_KEY_CHARS
+                    || key.chars().any(char::is_control)
+                {
+                    return Err(ApiError::bad_request(format!(
+                        "Idempotency-Key must be 1 to {MAX_KEY_CHARS} printable characters"
+                    )));
+                }
+                Some(key.to_string())
+            }
+        };
+        let request = self
+            .requests
+            .submit(
+                caller,
+                Submission {
+                    item_id: parsed.item_id,
+                    fields: parsed.fields,
+                    idempotency_key: key,
+                },
+            )
+            .await?;
+        let mut response = json(StatusCode::ACCEPTED, &request);
+        if let Ok(location) =
+            header::HeaderValue::from_str(&format!("/api/v1/requests/{}", request.id))
+        {
+            response.headers_mut().insert(header::LOCATION, location);
+        }
+        Ok(response)
+    }
+
+    async fn list(&self, caller: &Principal, req: &Request) -> Result<Response<Body>, ApiError> {
+        let params = req.query_string_parameters_ref();
+        let get = |name: &str| {
+            params
+                .and_then(|p| p.first(name))
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+        };
+        let status = get("status")
+            .map(|s| s.parse::<RequestStatus>().map_err(ApiError::bad_request))
+            .transpose()?;
+        let limit = match get("limit") {
+            None => 20,
+            Some(text) => match text.parse::<usize>() {
+                Ok(limit @ 1..=100) => limit,
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "limit must be a whole number from 1 to 100",
+                    ))
+                }
+            },
+        };
+        let query = ListQuery {
+            subject: None,
+            status,
+            item_id: get("item").map(str::to_string),
+            limit,
+            after: get("next_token").map(str::to_string),
+        };
+        let page = self.requests.list(caller, query).await?;
+        Ok(json(
+            StatusCode::OK,
+            &json!({"requests": page.requests, "next_token": page.next}),
+        ))
+    }
+}

@@ -1,0 +1,198 @@
+//! Who is calling. In AWS the HTTP API's JWT authorizer has already checked
+//! the token; we read its claims from the request context. Locally
+//! (`PAO_AUTH_MODE=dev`) the development headers stand in for a token, and
+//! they are honoured in that mode only. No mode trusts an anonymous caller.
+
+use std::collections::BTreeSet;
+
+use lambda_http::request::RequestContext;
+use lambda_http::{Request, RequestExt};
+
+use crate::config::ConfigError;
+
+pub const DEV_USER_HEADER: &str = "x-pao-dev-user";
+pub const DEV_GROUPS_HEADER: &str = "x-pao-dev-groups";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Claims of the JWT the HTTP API's authorizer validated.
+    Jwt,
+    /// The development headers; only for the local stack.
+    Dev,
+}
+
+impl AuthMode {
+    pub const VARIABLE: &'static str = "PAO_AUTH_MODE";
+
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::parse(std::env::var(Self::VARIABLE).ok().as_deref())
+    }
+
+    pub fn parse(value: Option<&str>) -> Result<Self, ConfigError> {
+        match value.map(str::trim) {
+            None | Some("") | Some("jwt") => Ok(Self::Jwt),
+            Some("dev") => Ok(Self::Dev),
+            Some(other) => Err(ConfigError::Invalid {
+                name: Self::VARIABLE,
+                reason: format!("`{other}` is neither `jwt` nor `dev`"),
+            }),
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The token's `sub`; the email in dev mode.
+    pub subject: String,
+    pub email: String,
+    pub groups: BTreeSet<String>,
+}
+
+impl Principal {
+    pub fn in_group(&self, group: &str) -> bool {
+        self.groups.contains(group)
+    }
+
+    /// Whether the caller is in any of `groups` (an empty list admits everyone).
+    pub fn in_any(&self, groups: &[String]) -> bool {
+        groups.is_empty() || groups.iter().any(|group| self.in_group(group))
+    }
+}
+
+/// The caller of `req`, or `None` when the request carries no identity this
+/// mode accepts.
+pub fn principal(req: &Request, mode: AuthMode) -> Option<Principal> {
+    match mode {
+        AuthMode::Jwt => from_claims(req),
+        AuthMode::Dev => from_dev_headers(req),
+    }
+}
+
+fn from_claims(req: &Request) -> Option<Principal> {
+    let RequestContext::ApiGatewayV2(context) = req.request_context_ref()? else {
+        return None;
+    };
+    let claims = &context.authorizer.as_ref()?.jwt.as_ref()?.claims;
+    let subject = claims.get("sub").filter(|s| !s.is_empty())?.clone();
+    let email = claims
+        .get("email")
+        .cloned()
+        .unwrap_or_else(|| subject.clone());
+    let groups = claims
+        .get("groups")
+        .or_else(|| claims.get("cognito:groups"))
+        .map(|raw| parse_groups(raw))
+        .unwrap_or_default();
+    Some(Principal {
+        subject,
+        email,
+        groups,
+    })
+}
+
+fn from_dev_headers(req: &Request) -> Option<Principal> {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::trim)
+            .filter(|value| !value.is_empty())
+    };
+    let email = header(DEV_USER_HEADER)?.to_string();
+    let groups = header(DEV_GROUPS_HEADER)
+        .map(parse_groups)
+        .unwrap_or_default();
+    Some(Principal {
+        subject: email.clone(),
+        email,
+        groups,
+    })
+}
+
+/// The HTTP API passes an array claim as text such as `[admins developers]`;
+/// the dev header is comma-separated.
+fn parse_groups(raw: &str) -> BTreeSet<String> {
+    raw.trim_matches(|c| c == '[' || c == ']')
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .map(|group| group.trim_matches('"').trim())
+        .filter(|group| !group.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(headers: &[(&str, &str)], claims: Option<serde_json::Value>) -> Request {
+        let mut context = serde_json::json!({
+            "accountId": "1", "apiId": "a", "domainName": "d", "domainPrefix": "d",
+            "http": {"method": "GET", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "1.1.1.1", "userAgent": "t"},
+            "requestId": "r", "routeKey": "GET /", "stage": "$default", "time": "t", "timeEpoch": 0
+        });
+        if let Some(claims) = claims {
+            context["authorizer"] = serde_json::json!({"jwt": {"claims": claims, "scopes": null}});
+        }
+        let headers: serde_json::Map<String, serde_json::Value> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+            .collect();
+        let event = serde_json::json!({
+            "version": "2.0", "routeKey": "GET /", "rawPath": "/", "rawQueryString": "",
+            "headers": headers, "requestContext": context, "isBase64Encoded": false
+        });
+        lambda_http::request::from_str(&event.to_string()).unwrap()
+    }
+
+    #[test]
+    fn reads_jwt_claims_with_array_groups() {
+        let req = request(
+            &[],
+            Some(
+                serde_json::json!({"sub": "u-1", "email": "a@x.io", "groups": "[admins developers]"}),
+            ),
+        );
+        let principal = principal(&req, AuthMode::Jwt).unwrap();
+        assert_eq!(principal.subject, "u-1");
+        assert_eq!(principal.email, "a@x.io");
+        assert!(principal.in_group("admins") && principal.in_group("developers"));
+    }
+
+    #[test]
+    fn dev_headers_work_in_dev_mode_only() {
+        let req = request(
+            &[(DEV_USER_HEADER, "dev@x.io"), (DEV_GROUPS_HEADER, "a, b")],
+            None,
+        );
+        let dev = principal(&req, AuthMode::Dev).unwrap();
+        assert_eq!(dev.email, "dev@x.io");
+        assert_eq!(
+            dev.groups,
+            BTreeSet::from(["a".to_string(), "b".to_string()])
+        );
+        assert_eq!(principal(&req, AuthMode::Jwt), None);
+    }
+
+    #[test]
+    fn an_anonymous_request_has_no_principal_in_any_mode() {
+        let req = request(&[], None);
+        assert_eq!(principal(&req, AuthMode::Jwt), None);
+        assert_eq!(principal(&req, AuthMode::Dev), None);
+        let blank = request(&[(DEV_USER_HEADER, "  ")], None);
+        assert_eq!(principal(&blank, AuthMode::Dev), None);
+    }
+
+    #[test]
+    fn jwt_claims_are_ignored_in_dev_mode() {
+        let req = request(&[], Some(serde_json::json!({"sub": "u-1"})));
+        assert_eq!(principal(&req, AuthMode::Dev), None);
+    }
+
+    #[test]
+    fn the_mode_is_parsed_strictly() {
+        assert_eq!(AuthMode::parse(None).unwrap(), AuthMode::Jwt);
+        assert_eq!(AuthMode::parse(Some("dev")).unwrap(), AuthMode::Dev);
+        assert!(AuthMode::parse(Some("off")).is_err());
+    }
+}

@@ -1,0 +1,474 @@
+//! The requests table (DynamoDB), seen as the domain's `RequestStore`.
+//!
+//! One table: `REQ#<id>`/`REQUEST` holds the request (as JSON text, with its
+//! status and version as attributes for the conditions); `AUDIT#…` and
+//! `LOG#…` items of the same partition hold its audit trail and log, in time
+//! order; `IDEMPOTENCY#<caller>#<key>` holds an idempotency record that
+//! expires by TTL. Index `by-user` lists a user's requests newest first,
+//! `by-status` a status's. A status change is one transaction: the request,
+//! conditional on its old status and version, and its audit entry.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::Client;
+use base64::Engine as _;
+
+use crate::catalog::index::StoreError;
+use crate::requests::{
+    AuditEntry, IdempotencyRecord, ListError, ListQuery, LogEntry, Page, Request, RequestStore,
+    Transition, TransitionError,
+};
+
+const REQUEST: &str = "REQUEST";
+/// How long an idempotency key names its request.
+const IDEMPOTENCY_SECONDS: i64 = 24 * 60 * 60;
+
+pub struct RequestTable {
+    client: Client,
+    table: String,
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn unavailable<E: std::error::Error + 'static>(
+    operation: &str,
+    err: &SdkError<E, HttpResponse>,
+) -> StoreError {
+    tracing::warn!(operation, error = %DisplayErrorContext(err), "DynamoDB call failed");
+    StoreError::Unavailable(format!("DynamoDB {operation} failed"))
+}
+
+fn condition_failed<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
+    let code = err.as_service_error().and_then(ProvideErrorMetadata::code);
+    match code {
+        Some("ConditionalCheckFailedException") => true,
+        // A transaction reports its failed condition in the message.
+        Some("TransactionCanceledException") => err
+            .as_service_error()
+            .and_then(ProvideErrorMetadata::message)
+            .is_some_and(|m| m.contains("ConditionalCheckFailed")),
+        _ => false,
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|err| StoreError::Corrupt(err.to_string()))
+}
+
+fn document<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
+    let text = item
+        .get("document")
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| StoreError::Corrupt("attribute document missing".to_string()))?;
+    serde_json::from_str(text).map_err(|err| StoreError::Corrupt(err.to_string()))
+}
+
+fn epoch_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl RequestTable {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    fn request_item(&self, request: &Request) -> Result<Item, StoreError> {
+        let order = format!("{}#{}", request.created_at, request.id);
+        Ok(HashMap::from([
+            ("pk".to_string(), s(format!("REQ#{}", request.id))),
+            ("sk".to_string(), s(REQUEST)),
+            ("document".to_string(), s(to_json(request)?)),
+            ("status".to_string(), s(request.status.name())),
+            (
+                "version".to_string(),
+                AttributeValue::N(request.version.to_string()),
+            ),
+            ("item_id".to_string(), s(&request.item_id)),
+            (
+                "gsi1pk".to_string(),
+                s(format!("USER#{}", request.requester.subject)),
+            ),
+            ("gsi1sk".to_string(), s(order.clone())),
+            (
+                "gsi2pk".to_string(),
+                s(format!("STATUS#{}", request.status.name())),
+            ),
+            ("gsi2sk".to_string(), s(order)),
+        ]))
+    }
+
+    fn audit_put(
+        &self,
+        id: &str,
+        entry: &AuditEntry,
+        version: u64,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let item = HashMap::from([
+            ("pk".to_string(), s(format!("REQ#{id}"))),
+            (
+                "sk".to_string(),
+                s(format!("AUDIT#{}#{version:08}#{}", entry.at, entry.to)),
+            ),
+            ("document".to_string(), s(to_json(entry)?)),
+        ]);
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .build()
+            .map_err(|err| StoreError::Corrupt(err.to_string()))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    async fn query_prefix<T: serde::de::DeserializeOwned>(
+        &self,
+        id: &str,
+        prefix: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(format!("REQ#{id}")))
+            .expression_attribute_values(":prefix", s(prefix))
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        let mut found = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|err| unavailable("Query", &err))?;
+            for item in page.items() {
+                found.push(document(item)?);
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// The page token: the last key, as base64url JSON. Opaque to callers, and
+/// checked against the listing it continues.
+fn encode_token(key: &Item) -> String {
+    let plain: HashMap<&str, &str> = key
+        .iter()
+        .filter_map(|(name, value)| Some((name.as_str(), value.as_s().ok()?.as_str())))
+        .collect();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(&plain).unwrap_or_default())
+}
+
+fn decode_token(token: &str, pinned: Option<(&str, &str)>) -> Result<Item, ListError> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| ListError::BadToken)?;
+    let plain: HashMap<String, String> =
+        serde_json::from_slice(&bytes).map_err(|_| ListError::BadToken)?;
+    if let Some((name, expected)) = pinned {
+        if plain.get(name).map(String::as_str) != Some(expected) {
+            return Err(ListError::BadToken);
+        }
+    }
+    if !plain.contains_key("pk") || !plain.contains_key("sk") {
+        return Err(ListError::BadToken);
+    }
+    Ok(plain.into_iter().map(|(k, v)| (k, s(v))).collect())
+}
+
+#[async_trait]
+impl RequestStore for RequestTable {
+    async fn create(&self, request: &Request, audit: &[AuditEntry]) -> Result<bool, StoreError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(self.request_item(request)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|err| StoreError::Corrupt(err.to_string()))?;
+        let mut items = vec![TransactWriteItem::builder().put(put).build()];
+        for (index, entry) in audit.iter().enumerate() {
+            items.push(self.audit_put(&request.id, entry, index as u64)?);
+        }
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(err) if condition_failed(&err) => Ok(false),
+            Err(err) => Err(unavailable("TransactWriteItems", &err)),
+        }
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Request>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("REQ#{id}")))
+            .key("sk", s(REQUEST))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|err| unavailable("GetItem", &err))?;
+        output.item.as_ref().map(document).transpose()
+    }
+
+    async fn transition(&self, id: &str, change: &Transition) -> Result<Request, TransitionError> {
+        if !change.from.can_become(change.to) {
+            return Err(TransitionError::NotAllowed {
+                from: change.from,
+                to: change.to,
+            });
+        }
+        let current = self.get(id).await?.ok_or(TransitionError::NotFound)?;
+        if current.status != change.from || current.version != change.version {
+            return Err(TransitionError::Conflict {
+                current: current.status,
+            });
+        }
+        let mut next = current.clone();
+        next.status = change.to;
+        next.version = current.version + 1;
+        next.updated_at = change.at.clone();
+        if change.reason.is_some() {
+            next.reason = change.reason.clone();
+        }
+        if change.execution_arn.is_some() {
+            next.execution_arn = change.execution_arn.clone();
+        }
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(self.request_item(&next)?))
+            .condition_expression("#status = :from AND #version = :version")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":from", s(change.from.name()))
+            .expression_attribute_values(":version", AttributeValue::N(change.version.to_string()))
+            .build()
+            .map_err(|err| StoreError::Corrupt(err.to_string()))?;
+        let entry = AuditEntry {
+            at: change.at.clone(),
+            actor: change.actor.clone(),
+            from: Some(change.from),
+            to: change.to,
+            reason: change.reason.clone(),
+        };
+        let items = vec![
+            TransactWriteItem::builder().put(put).build(),
+            self.audit_put(id, &entry, next.version)?,
+        ];
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(next),
+            Err(err) if condition_failed(&err) => {
+                let now = self.get(id).await?.ok_or(TransitionError::NotFound)?;
+                Err(TransitionError::Conflict {
+                    current: now.status,
+                })
+            }
+            Err(err) => Err(unavailable("TransactWriteItems", &err).into()),
+        }
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page, ListError> {
+        let limit = i32::try_from(query.limit.clamp(1, 100)).unwrap_or(100);
+        let mut filters = vec!["sk = :request".to_string()];
+        let mut values: Item = HashMap::from([(":request".to_string(), s(REQUEST))]);
+        if let Some(item_id) = &query.item_id {
+            filters.push("item_id = :item".to_string());
+            values.insert(":item".to_string(), s(item_id));
+        }
+        let (index, pinned) = match (&query.subject, query.status) {
+            (Some(subject), status) => {
+                values.insert(":partition".to_string(), s(format!("USER#{subject}")));
+                if let Some(status) = status {
+                    filters.push("#status = :status".to_string());
+                    values.insert(":status".to_string(), s(status.name()));
+                }
+                (Some(("by-user", "gsi1pk")), Some(format!("USER#{subject}")))
+            }
+            (None, Some(status)) => {
+                values.insert(
+                    ":partition".to_string(),
+                    s(format!("STATUS#{}", status.name())),
+                );
+                (
+                    Some(("by-status", "gsi2pk")),
+                    Some(format!("STATUS#{}", status.name())),
+                )
+            }
+            (None, None) => (None, None),
+        };
+        let start = match &query.after {
+            Some(token) => Some(decode_token(
+                token,
+                index.map(|(_, key)| key).zip(pinned.as_deref()),
+            )?),
+            None => None,
+        };
+        let filter = filters.join(" AND ");
+        let (items, last) = match index {
+            Some((index, key)) => {
+                let mut request = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(index)
+                    .key_condition_expression(format!("{key} = :partition"))
+                    .filter_expression(filter)
+                    .set_expression_attribute_values(Some(values))
+                    .scan_index_forward(false)
+                    .limit(limit)
+                    .set_exclusive_start_key(start);
+                if filters_use_status(&query.subject, query.status) {
+                    request = request.expression_attribute_names("#status", "status");
+                }
+                let output = request
+                    .send()
+                    .await
+                    .map_err(|err| ListError::Store(unavailable("Query", &err)))?;
+                (output.items.unwrap_or_default(), output.last_evaluated_key)
+            }
+            None => {
+                let output = self
+                    .client
+                    .scan()
+                    .table_name(&self.table)
+                    .filter_expression(filter)
+                    .set_expression_attribute_values(Some(values))
+                    .limit(limit)
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(|err| ListError::Store(unavailable("Scan", &err)))?;
+                (output.items.unwrap_or_default(), output.last_evaluated_key)
+            }
+        };
+        let requests = items
+            .iter()
+            .map(document)
+            .collect::<Result<Vec<Request>, _>>()?;
+        Ok(Page {
+            requests,
+            next: last.as_ref().map(encode_token),
+        })
+    }
+
+    async fn audit(&self, id: &str) -> Result<Vec<AuditEntry>, StoreError> {
+        self.query_prefix(id, "AUDIT#").await
+    }
+
+    async fn logs(&self, id: &str) -> Result<Vec<LogEntry>, StoreError> {
+        self.query_prefix(id, "LOG#").await
+    }
+
+    async fn append_log(&self, id: &str, entry: &LogEntry) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("REQ#{id}")))
+            .item(
+                "sk",
+                s(format!(
+                    "LOG#{}#{}",
+                    entry.at,
+                    uuid::Uuid::new_v4().simple()
+                )),
+            )
+            .item("document", s(to_json(entry)?))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|err| unavailable("PutItem", &err))
+    }
+
+    async fn save_task_token(&self, id: &str, token: &str) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("REQ#{id}")))
+            .item("sk", s("TASK"))
+            .item("task_token", s(token))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|err| unavailable("PutItem", &err))
+    }
+
+    async fn claim_idempotency_key(
+        &self,
+        key: &str,
+        record: &IdempotencyRecord,
+    ) -> Result<IdempotencyRecord, StoreError> {
+        let now = epoch_seconds();
+        let pk = s(format!("IDEMPOTENCY#{key}"));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", pk.clone())
+            .item("sk", s("IDEMPOTENCY"))
+            .item("payload_hash", s(&record.payload_hash))
+            .item("request_id", s(&record.request_id))
+            .item(
+                "expires_at",
+                AttributeValue::N((now + IDEMPOTENCY_SECONDS).to_string()),
+            )
+            .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(record.clone()),
+            Err(err) if condition_failed(&err) => {
+                let output = self
+                    .client
+                    .get_item()
+                    .table_name(&self.table)
+                    .key("pk", pk)
+                    .key("sk", s("IDEMPOTENCY"))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(|err| unavailable("GetItem", &err))?;
+                let item = output.item.unwrap_or_default();
+                let text = |name: &str| {
+                    item.get(name)
+                        .and_then(|v| v.as_s().ok())
+                        .cloned()
+                        .unwrap_or_default()
+                };
+                Ok(IdempotencyRecord {
+                    payload_hash: text("payload_hash"),
+                    request_id: text("request_id"),
+                })
+            }
+            Err(err) => Err(unavailable("PutItem", &err)),
+        }
+    }
+}
+
+fn filters_use_status(
+    subject: &Option<String>,
+    status: Option<crate::requests::RequestStatus>,
+) -> bool {
+    subject.is_some() && status.is_some()
+}

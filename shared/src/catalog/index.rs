@@ -1,0 +1,424 @@
+//! The published catalog and how uploads reach it (ingest). Owns the rules:
+//! only a valid file is published; an invalid one leaves the last good
+//! version live and stores a report; a removed file unpublishes its item;
+//! one item id belongs to one file.
+//!
+//! S3 events are at-least-once and unordered, so an event is only a trigger:
+//! ingest reads the object's current state and publishes with a conditional
+//! write on the object's modification time, so a late or replayed event can
+//! never put an older version back. The stores are traits; the S3 and
+//! DynamoDB adapters live in `aws/`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::event::S3Notification;
+use super::item::CatalogItem;
+use super::source::{self, Limits};
+use super::validate::{validate_file, Diagnostic};
+use crate::clock::now;
+
+/// An item as the catalog serves it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishedItem {
+    pub item: CatalogItem,
+    /// The bucket key of the file it came from.
+    pub source_key: String,
+    pub content_hash: String,
+    /// The file's modification time (ms since the epoch): newer wins.
+    pub source_modified: i64,
+    pub published_at: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportStatus {
+    Valid,
+    Invalid,
+}
+
+/// The outcome of the last validation of an item's file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValidationReport {
+    pub item_id: String,
+    pub source_key: String,
+    pub status: ReportStatus,
+    pub content_hash: String,
+    pub source_modified: i64,
+    pub checked_at: String,
+    pub errors: Vec<Diagnostic>,
+}
+
+/// A catalog file as the bucket holds it now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceObject {
+    pub bytes: Vec<u8>,
+    pub modified: i64,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be reached or refused: worth a retry.
+    #[error("{0}")]
+    Unavailable(String),
+    /// What the store holds cannot be read back: a defect or a manual edit.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+impl From<StoreError> for lambda_runtime::Diagnostic {
+    fn from(err: StoreError) -> Self {
+        let error_type = match err {
+            StoreError::Unavailable(_) => "Retryable",
+            StoreError::Corrupt(_) => "Fatal",
+        };
+        lambda_runtime::Diagnostic {
+            error_type: error_type.to_string(),
+            error_message: err.to_string(),
+        }
+    }
+}
+
+/// What a conditional publish did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishOutcome {
+    Published,
+    /// A version at least as new is already published: nothing changed.
+    Stale,
+    /// The id belongs to another file.
+    OwnedBy(String),
+}
+
+/// Where catalog files live (the bucket).
+#[async_trait]
+pub trait CatalogSource: Send + Sync {
+    /// The object's current bytes, or `None` when it does not exist. Objects
+    /// larger than `max_bytes` come back truncated to `max_bytes + 1` bytes.
+    async fn fetch(&self, key: &str, max_bytes: usize) -> Result<Option<SourceObject>, StoreError>;
+    async fn keys(&self) -> Result<Vec<String>, StoreError>;
+}
+
+/// Where the published catalog and the reports live.
+#[async_trait]
+pub trait CatalogStore: Send + Sync {
+    async fn published(&self) -> Result<Vec<PublishedItem>, StoreError>;
+    async fn published_item(&self, item_id: &str) -> Result<Option<PublishedItem>, StoreError>;
+    /// Publishes unless the id belongs to another file or a version at least
+    /// as new is published.
+    async fn publish(&self, item: &PublishedItem) -> Result<PublishOutcome, StoreError>;
+    /// Unpublishes `item_id` if it still comes from `source_key` and from a
+    /// version no newer than `modified_before` (ms; `i64::MAX` for any).
+    async fn unpublish(
+        &self,
+        item_id: &str,
+        source_key: &str,
+        modified_before: i64,
+    ) -> Result<(), StoreError>;
+    async fn report(&self, item_id: &str) -> Result<Option<ValidationReport>, StoreError>;
+    /// Saves a report unless a newer one from the same file exists.
+    async fn save_report(&self, report: &ValidationReport) -> Result<(), StoreError>;
+    /// The item id a file last held, if any.
+    async fn item_of_source(&self, source_key: &str) -> Result<Option<String>, StoreError>;
+    /// Records that the file, as modified at `modified`, holds `item_id`;
+    /// `false` when a newer version of the file was recorded already.
+    async fn claim_source(
+        &self,
+        source_key: &str,
+        item_id: &str,
+        modified: i64,
+    ) -> Result<bool, StoreError>;
+    async fn release_source(&self, source_key: &str) -> Result<(), StoreError>;
+    /// Files refused because another file held their item id.
+    async fn contenders(&self, item_id: &str) -> Result<Vec<String>, StoreError>;
+    async fn set_contender(
+        &self,
+        item_id: &str,
+        source_key: &str,
+        contending: bool,
+    ) -> Result<(), StoreError>;
+}
+
+/// What ingesting one key did, for the log and the refresh summary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Ingested {
+    Published {
+        item_id: String,
+    },
+    Unchanged {
+        item_id: String,
+    },
+    Rejected {
+        item_id: Option<String>,
+        errors: usize,
+    },
+    Removed {
+        item_id: Option<String>,
+    },
+    Ignored,
+}
+
+pub struct Ingest {
+    source: Arc<dyn CatalogSource>,
+    store: Arc<dyn CatalogStore>,
+}
+
+/// Whether a bucket key holds a catalog item.
+pub fn is_catalog_key(key: &str) -> bool {
+    key.ends_with(".yaml") || key.ends_with(".yml")
+}
+
+impl Ingest {
+    pub fn new(source: Arc<dyn CatalogSource>, store: Arc<dyn CatalogStore>) -> Self {
+        Self { source, store }
+    }
+
+    /// Reads the configuration and builds the SDK clients, once per process.
+    pub async fn from_env() -> Result<Self, crate::config::ConfigError> {
+        use crate::aws::{dynamodb::CatalogTable, s3::CatalogBucket};
+        let config = crate::config::CatalogConfig::from_env()?;
+        let sdk = crate::aws::sdk_config().await;
+        Ok(Self::new(
+            Arc::new(CatalogBucket::new(
+                aws_sdk_s3::Client::new(&sdk),
+                &config.catalog_bucket,
+            )),
+            Arc::new(CatalogTable::new(
+                aws_sdk_dynamodb::Client::new(&sdk),
+                &config.catalog_table,
+            )),
+        ))
+    }
+
+    /// Ingests every key an S3 notification names. A store failure fails the
+    /// invocation, so Lambda's retry of asynchronous events tries again.
+    pub async fn sync_event(&self, event: &S3Notification) -> Result<Vec<Ingested>, StoreError> {
+        let mut outcomes = Vec::new();
+        for key in event.keys() {
+            outcomes.push(self.sync_key(&key).await?);
+        }
+        Ok(outcomes)
+    }
+
+    /// Brings the catalog in line with the current state of one bucket key.
+    #[tracing::instrument(skip(self))]
+    pub async fn sync_key(&self, key: &str) -> Result<Ingested, StoreError> {
+        if !is_catalog_key(key) {
+            return Ok(Ingested::Ignored);
+        }
+        let limit = Limits::default().max_bytes;
+        let previous = self.store.item_of_source(key).await?;
+        let Some(object) = self.source.fetch(key, limit).await? else {
+            return self.remove(key, previous).await;
+        };
+        let checked_at = now();
+        let valid = match validate_file(key, &object.bytes) {
+            Ok(valid) => valid,
+            Err(errors) => {
+                let item_id = claimed_id(&object.bytes);
+                let count = errors.len();
+                tracing::warn!(
+                    key,
+                    item_id = item_id.as_deref(),
+                    errors = count,
+                    "catalog file rejected"
+                );
+                if let Some(item_id) = &item_id {
+                    let hash = super::validate::content_hash(&object.bytes);
+                    self.report(item_id, key, &object, &hash, &checked_at, errors)
+                        .await?;
+                }
+                return Ok(Ingested::Rejected {
+                    item_id,
+                    errors: count,
+                });
+            }
+        };
+        let item_id = valid.item.header.id.clone();
+        let hash = valid.content_hash.clone();
+        let published = PublishedItem {
+            item: valid.item,
+            source_key: key.to_string(),
+            content_hash: hash.clone(),
+            source_modified: object.modified,
+            published_at: checked_at.clone(),
+        };
+        let current = self.store.published_item(&item_id).await?;
+        let unchanged = current
+            .as_ref()
+            .is_some_and(|c| c.content_hash == hash && c.source_key == key);
+        let outcome = if unchanged {
+            Ingested::Unchanged {
+                item_id: item_id.clone(),
+            }
+        } else {
+            match self.store.publish(&published).await? {
+                PublishOutcome::Published => Ingested::Published {
+                    item_id: item_id.clone(),
+                },
+                PublishOutcome::Stale => Ingested::Unchanged {
+                    item_id: item_id.clone(),
+                },
+                PublishOutcome::OwnedBy(owner) => {
+                    return self.contend(key, &item_id, &owner, &object, &hash).await
+                }
+            }
+        };
+        if !self
+            .store
+            .claim_source(key, &item_id, object.modified)
+            .await?
+        {
+            // A newer version of this file was ingested while we read an older
+            // one: take back what we published, the newer version stands.
+            self.store.unpublish(&item_id, key, object.modified).await?;
+            return Ok(Ingested::Unchanged { item_id });
+        }
+        // Even when nothing changed the report may be stale: the file may
+        // have been broken in between and reverted to what is published.
+        let report = self.store.report(&item_id).await?;
+        let reported = report.is_some_and(|r| {
+            r.status == ReportStatus::Valid && r.content_hash == hash && r.source_key == key
+        });
+        if !reported {
+            self.report(&item_id, key, &object, &hash, &checked_at, Vec::new())
+                .await?;
+        }
+        self.store.set_contender(&item_id, key, false).await?;
+        if let Some(old) = previous.filter(|old| *old != item_id) {
+            // The file now holds another item: the old one goes.
+            self.store.unpublish(&old, key, object.modified).await?;
+            self.wake_contenders(&old).await?;
+        }
+        tracing::info!(key, ?outcome, "catalog file ingested");
+        Ok(outcome)
+    }
+
+    /// A valid file claims an id another file publishes.
+    async fn contend(
+        &self,
+        key: &str,
+        item_id: &str,
+        owner: &str,
+        object: &SourceObject,
+        hash: &str,
+    ) -> Result<Ingested, StoreError> {
+        let limit = Limits::default().max_bytes;
+        if self.source.fetch(owner, limit).await?.is_none() {
+            // The owner's file is gone (a rename whose delete has not been
+            // ingested yet): this file takes over.
+            self.store.unpublish(item_id, owner, i64::MAX).await?;
+            self.store.release_source(owner).await?;
+            return Box::pin(self.sync_key(key)).await;
+        }
+        let location = source::parse(&object.bytes, &Limits::default())
+            .map(|doc| doc.locate("/header/id"))
+            .unwrap_or(source::Location::START);
+        let error = Diagnostic {
+            file: key.to_string(),
+            line: location.line,
+            column: location.column,
+            path: "header.id".to_string(),
+            message: format!("item id `{item_id}` is already used by {owner}"),
+        };
+        self.store.set_contender(item_id, key, true).await?;
+        self.report(item_id, key, object, hash, &now(), vec![error])
+            .await?;
+        tracing::warn!(key, item_id, owner, "catalog file refused: id in use");
+        Ok(Ingested::Rejected {
+            item_id: Some(item_id.to_string()),
+            errors: 1,
+        })
+    }
+
+    async fn remove(&self, key: &str, previous: Option<String>) -> Result<Ingested, StoreError> {
+        tracing::info!(key, item_id = previous.as_deref(), "catalog file removed");
+        let Some(item_id) = previous else {
+            return Ok(Ingested::Removed { item_id: None });
+        };
+        self.store.unpublish(&item_id, key, i64::MAX).await?;
+        self.store.release_source(key).await?;
+        self.wake_contenders(&item_id).await?;
+        Ok(Ingested::Removed {
+            item_id: Some(item_id),
+        })
+    }
+
+    /// Files refused because `item_id` was taken get another chance.
+    async fn wake_contenders(&self, item_id: &str) -> Result<(), StoreError> {
+        for contender in self.store.contenders(item_id).await? {
+            Box::pin(self.sync_key(&contender)).await?;
+        }
+        Ok(())
+    }
+
+    async fn report(
+        &self,
+        item_id: &str,
+        key: &str,
+        object: &SourceObject,
+        content_hash: &str,
+        checked_at: &str,
+        errors: Vec<Diagnostic>,
+    ) -> Result<(), StoreError> {
+        self.store
+            .save_report(&ValidationReport {
+                item_id: item_id.to_string(),
+                source_key: key.to_string(),
+                status: if errors.is_empty() {
+                    ReportStatus::Valid
+                } else {
+                    ReportStatus::Invalid
+                },
+                content_hash: content_hash.to_string(),
+                source_modified: object.modified,
+                checked_at: checked_at.to_string(),
+                errors,
+            })
+            .await
+    }
+
+    /// Rebuilds the catalog from the bucket: every key is ingested again and
+    /// every published item whose file is gone is unpublished.
+    pub async fn rebuild(&self) -> Result<Vec<(String, Ingested)>, StoreError> {
+        let keys = self.source.keys().await?;
+        let mut outcomes = Vec::new();
+        for key in keys.iter().filter(|key| is_catalog_key(key)) {
+            outcomes.push((key.clone(), self.sync_key(key).await?));
+        }
+        for published in self.store.published().await? {
+            if !keys.contains(&published.source_key) {
+                let item_id = published.item.header.id;
+                self.store
+                    .unpublish(&item_id, &published.source_key, i64::MAX)
+                    .await?;
+                self.store.release_source(&published.source_key).await?;
+                outcomes.push((
+                    published.source_key,
+                    Ingested::Removed {
+                        item_id: Some(item_id),
+                    },
+                ));
+            }
+        }
+        Ok(outcomes)
+    }
+}
+
+/// The id an invalid file claims, so its report can be found by item id.
+fn claimed_id(bytes: &[u8]) -> Option<String> {
+    let document = source::parse(bytes, &Limits::default()).ok()?;
+    let id = document.value.pointer("/header/id")?.as_str()?;
+    let valid = id.len() <= 63
+        && id.starts_with(|c: char| c.is_ascii_lowercase())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    valid.then(|| id.to_string())
+}
+
+#[cfg(test)]
+#[path = "index_tests.rs"]
+mod tests;

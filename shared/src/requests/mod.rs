@@ -1,0 +1,181 @@
+//! Requests: what a developer submits against a catalog item, its lifecycle,
+//! its audit trail and log, and the ports to the systems a submission
+//! touches (the requests table, Secrets Manager, Step Functions). The SDK
+//! adapters live in `aws/`.
+
+pub mod engine;
+pub mod fields;
+pub mod status;
+pub mod submit;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+pub use status::RequestStatus;
+
+use crate::catalog::index::StoreError;
+
+/// Who submitted a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requester {
+    pub subject: String,
+    pub email: String,
+}
+
+/// A request as stored and as the API shows it. Password fields hold the ARN
+/// of their secret, never the value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub id: String,
+    pub item_id: String,
+    /// The catalog item version and content the request was submitted against.
+    pub item_version: String,
+    pub item_hash: String,
+    pub requester: Requester,
+    pub status: RequestStatus,
+    /// Incremented by every change; the store writes conditionally on it.
+    pub version: u64,
+    pub fields: Map<String, Value>,
+    /// The fields whose value is a Secrets Manager ARN.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_fields: Vec<String>,
+    /// Each action's state, by action id, as the engine reports it.
+    #[serde(default)]
+    pub actions: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_arn: Option<String>,
+    /// Why the request failed or was cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// One status change: who, what, when, from, to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at: String,
+    pub actor: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<RequestStatus>,
+    pub to: RequestStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A line of a request's log, written by the API, the engine and the actions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub at: String,
+    /// `api`, `engine` or an action id.
+    pub source: String,
+    pub level: String,
+    pub message: String,
+}
+
+/// A status change to make, conditional on the request still being at
+/// `from`/`version`.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub from: RequestStatus,
+    pub version: u64,
+    pub to: RequestStatus,
+    pub actor: String,
+    pub reason: Option<String>,
+    pub execution_arn: Option<String>,
+    pub at: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransitionError {
+    #[error("request not found")]
+    NotFound,
+    #[error("{from} cannot become {to}")]
+    NotAllowed {
+        from: RequestStatus,
+        to: RequestStatus,
+    },
+    /// Another writer changed the request first.
+    #[error("the request changed meanwhile; it is now {current}")]
+    Conflict { current: RequestStatus },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A page of a listing.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    /// Only this user's requests; `None` for every user (admins).
+    pub subject: Option<String>,
+    pub status: Option<RequestStatus>,
+    pub item_id: Option<String>,
+    pub limit: usize,
+    /// The opaque token of the previous page.
+    pub after: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub requests: Vec<Request>,
+    pub next: Option<String>,
+}
+
+/// What an idempotency record says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub payload_hash: String,
+    pub request_id: String,
+}
+
+/// The requests table.
+#[async_trait]
+pub trait RequestStore: Send + Sync {
+    /// Writes a new request with its first audit entries; `false` when a
+    /// request with that id exists already.
+    async fn create(&self, request: &Request, audit: &[AuditEntry]) -> Result<bool, StoreError>;
+    async fn get(&self, id: &str) -> Result<Option<Request>, StoreError>;
+    /// Applies a transition atomically with its audit entry.
+    async fn transition(&self, id: &str, change: &Transition) -> Result<Request, TransitionError>;
+    async fn list(&self, query: &ListQuery) -> Result<Page, ListError>;
+    async fn audit(&self, id: &str) -> Result<Vec<AuditEntry>, StoreError>;
+    async fn logs(&self, id: &str) -> Result<Vec<LogEntry>, StoreError>;
+    async fn append_log(&self, id: &str, entry: &LogEntry) -> Result<(), StoreError>;
+    /// Records `record` under `key` unless a record exists; returns the
+    /// record that stands (ours or the earlier one).
+    async fn claim_idempotency_key(
+        &self,
+        key: &str,
+        record: &IdempotencyRecord,
+    ) -> Result<IdempotencyRecord, StoreError>;
+    /// Keeps the task token of the execution waiting for this request to be
+    /// fulfilled. Never shown by the API: it completes the task.
+    async fn save_task_token(&self, id: &str, token: &str) -> Result<(), StoreError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    #[error("the page token is not valid for this listing")]
+    BadToken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Where password fields go.
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    /// Stores `value` under `name` (idempotent: the same name again is the
+    /// same secret) and returns its ARN.
+    async fn put(&self, name: &str, value: &str) -> Result<String, StoreError>;
+}
+
+/// The fulfilment engine's executions.
+#[async_trait]
+pub trait Workflow: Send + Sync {
+    /// Starts the execution named `name` (idempotent for the same name and
+    /// input) and returns its ARN.
+    async fn start(&self, name: &str, input: &str) -> Result<String, StoreError>;
+    async fn stop(&self, execution_arn: &str, cause: &str) -> Result<(), StoreError>;
+}

@@ -1,0 +1,403 @@
+//! Submitting, reading and cancelling requests: the rules a developer's
+//! request goes through, over the ports of `requests`.
+//!
+//! A submission is idempotent. With an `Idempotency-Key`, the request id is
+//! derived from the caller and the key, so every retry — also many at once —
+//! names the same request; each then runs the same idempotent steps (create
+//! if absent, start the execution named after the request, move it to
+//! Queued if not there yet) and answers with the one request. The key's
+//! record keeps the payload's hash: the same key with another payload is
+//! refused.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use jsonschema::Validator;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::fields::{self, FieldError};
+use super::{
+    AuditEntry, IdempotencyRecord, ListError, ListQuery, LogEntry, Page, Request, RequestStatus,
+    RequestStore, Requester, SecretStore, Transition, TransitionError, Workflow,
+};
+use crate::auth::Principal;
+use crate::catalog::index::{CatalogStore, PublishedItem, StoreError};
+use crate::clock::now;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("the fields are not valid")]
+    InvalidFields(Vec<FieldError>),
+    #[error("this Idempotency-Key was used with a different request body")]
+    KeyReused,
+    #[error("the request is {0}; it can no longer be cancelled")]
+    Finished(RequestStatus),
+    #[error("{0}")]
+    BadInput(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<ListError> for RequestError {
+    fn from(err: ListError) -> Self {
+        match err {
+            ListError::BadToken => {
+                Self::BadInput("the page token is not valid for this listing".to_string())
+            }
+            ListError::Store(err) => Self::Store(err),
+        }
+    }
+}
+
+pub struct Submission {
+    pub item_id: String,
+    pub fields: Value,
+    pub idempotency_key: Option<String>,
+}
+
+pub struct Requests {
+    store: Arc<dyn RequestStore>,
+    catalog: Arc<dyn CatalogStore>,
+    secrets: Arc<dyn SecretStore>,
+    workflow: Arc<dyn Workflow>,
+    admin_group: String,
+    /// Compiled form validators by item content hash.
+    validators: Mutex<HashMap<String, Arc<Validator>>>,
+}
+
+impl Requests {
+    pub fn new(
+        store: Arc<dyn RequestStore>,
+        catalog: Arc<dyn CatalogStore>,
+        secrets: Arc<dyn SecretStore>,
+        workflow: Arc<dyn Workflow>,
+        admin_group: impl Into<String>,
+    ) -> Self {
+        Self {
+            store,
+            catalog,
+            secrets,
+            workflow,
+            admin_group: admin_group.into(),
+            validators: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn is_admin(&self, caller: &Principal) -> bool {
+        caller.in_group(&self.admin_group)
+    }
+
+    #[tracing::instrument(skip_all, fields(item_id = %submission.item_id))]
+    pub async fn submit(
+        &self,
+        caller: &Principal,
+        submission: Submission,
+    ) -> Result<Request, RequestError> {
+        let published = self.item(caller, &submission.item_id).await?;
+        let validator = self.validator(&published)?;
+        let values = fields::check(&published.item, &validator, &submission.fields)
+            .map_err(RequestError::InvalidFields)?;
+        let payload_hash = hash(&json!({"item_id": submission.item_id, "fields": values}));
+        let id = match &submission.idempotency_key {
+            Some(key) => {
+                let id = derived_id(&caller.subject, key);
+                let record = IdempotencyRecord {
+                    payload_hash: payload_hash.clone(),
+                    request_id: id.clone(),
+                };
+                let standing = self
+                    .store
+                    .claim_idempotency_key(&format!("{}#{key}", caller.subject), &record)
+                    .await?;
+                if standing.payload_hash != payload_hash {
+                    return Err(RequestError::KeyReused);
+                }
+                id
+            }
+            None => uuid::Uuid::now_v7().to_string(),
+        };
+        let mut stored = values.clone();
+        let mut secret_fields = Vec::new();
+        for (field, value) in fields::passwords(&published.item, &values) {
+            let arn = self
+                .secrets
+                .put(&format!("pao/requests/{id}/{field}"), value)
+                .await?;
+            stored.insert(field.to_string(), Value::String(arn));
+            secret_fields.push(field.to_string());
+        }
+        let at = now();
+        let request = Request {
+            id: id.clone(),
+            item_id: published.item.header.id.clone(),
+            item_version: published.item.header.version.clone(),
+            item_hash: published.content_hash.clone(),
+            requester: Requester {
+                subject: caller.subject.clone(),
+                email: caller.email.clone(),
+            },
+            // The fields were validated before anything was written, so the
+            // request is created at Validated, with both steps audited.
+            status: RequestStatus::Validated,
+            version: 1,
+            fields: stored,
+            secret_fields,
+            actions: published
+                .item
+                .actions()
+                .iter()
+                .map(|a| (a.id.clone(), "pending".to_string()))
+                .collect(),
+            execution_arn: None,
+            reason: None,
+            created_at: at.clone(),
+            updated_at: at.clone(),
+        };
+        let audit = [
+            AuditEntry {
+                at: at.clone(),
+                actor: caller.email.clone(),
+                from: None,
+                to: RequestStatus::Submitted,
+                reason: None,
+            },
+            AuditEntry {
+                at: at.clone(),
+                actor: caller.email.clone(),
+                from: Some(RequestStatus::Submitted),
+                to: RequestStatus::Validated,
+                reason: None,
+            },
+        ];
+        if self.store.create(&request, &audit).await? {
+            tracing::info!(request_id = %id, "request created");
+            let message = format!(
+                "submitted by {} against {} {}",
+                caller.email, request.item_id, request.item_version
+            );
+            self.log(&id, "api", "info", message).await?;
+        }
+        self.queue(&id, caller, submission.idempotency_key.is_some())
+            .await
+    }
+
+    /// Starts the execution of a Validated request and moves it to Queued;
+    /// a request already past Validated is returned as it is.
+    async fn queue(
+        &self,
+        id: &str,
+        caller: &Principal,
+        retriable: bool,
+    ) -> Result<Request, RequestError> {
+        for _ in 0..3 {
+            let request = self.get_any(id).await?;
+            if request.status != RequestStatus::Validated {
+                return Ok(request);
+            }
+            let input = json!({ "request_id": id }).to_string();
+            let arn = match self.workflow.start(id, &input).await {
+                Ok(arn) => arn,
+                Err(err) => {
+                    if !retriable {
+                        // Without a key nobody can retry this request: fail it visibly.
+                        let change = self.change(
+                            &request,
+                            RequestStatus::Failed,
+                            caller,
+                            Some("fulfilment could not be started"),
+                        );
+                        let _ = self.store.transition(id, &change).await;
+                    }
+                    return Err(err.into());
+                }
+            };
+            let mut change = self.change(&request, RequestStatus::Queued, caller, None);
+            change.execution_arn = Some(arn);
+            match self.store.transition(id, &change).await {
+                Ok(request) => return Ok(request),
+                Err(TransitionError::Conflict { .. }) => continue,
+                Err(TransitionError::Store(err)) => return Err(err.into()),
+                Err(err) => return Err(RequestError::Store(StoreError::Corrupt(err.to_string()))),
+            }
+        }
+        self.get_any(id).await
+    }
+
+    fn change(
+        &self,
+        request: &Request,
+        to: RequestStatus,
+        caller: &Principal,
+        reason: Option<&str>,
+    ) -> Transition {
+        Transition {
+            from: request.status,
+            version: request.version,
+            to,
+            actor: caller.email.clone(),
+            reason: reason.map(str::to_string),
+            execution_arn: None,
+            at: now(),
+        }
+    }
+
+    /// The published item, if the caller may see it.
+    async fn item(&self, caller: &Principal, item_id: &str) -> Result<PublishedItem, RequestError> {
+        self.catalog
+            .published_item(item_id)
+            .await?
+            .filter(|published| published.item.visible_to(caller, &self.admin_group))
+            .ok_or_else(|| RequestError::NotFound(format!("no catalog item `{item_id}`")))
+    }
+
+    fn validator(&self, published: &PublishedItem) -> Result<Arc<Validator>, RequestError> {
+        let mut cache = self.validators.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(validator) = cache.get(&published.content_hash) {
+            return Ok(Arc::clone(validator));
+        }
+        let validator = fields::compile(&published.item)
+            .map(Arc::new)
+            .map_err(|err| {
+                RequestError::Store(StoreError::Corrupt(format!("form does not compile: {err}")))
+            })?;
+        cache.insert(published.content_hash.clone(), Arc::clone(&validator));
+        Ok(validator)
+    }
+
+    async fn get_any(&self, id: &str) -> Result<Request, RequestError> {
+        self.store
+            .get(id)
+            .await?
+            .ok_or_else(|| RequestError::NotFound(format!("no request `{id}`")))
+    }
+
+    /// A request the caller may see: their own, or any for an admin.
+    /// Someone else's request is "not found", not "forbidden".
+    pub async fn get(&self, caller: &Principal, id: &str) -> Result<Request, RequestError> {
+        let request = self.store.get(id).await?;
+        request
+            .filter(|r| r.requester.subject == caller.subject || self.is_admin(caller))
+            .ok_or_else(|| RequestError::NotFound(format!("no request `{id}`")))
+    }
+
+    pub async fn list(
+        &self,
+        caller: &Principal,
+        mut query: ListQuery,
+    ) -> Result<Page, RequestError> {
+        if !self.is_admin(caller) {
+            query.subject = Some(caller.subject.clone());
+        }
+        Ok(self.store.list(&query).await?)
+    }
+
+    pub async fn logs(&self, caller: &Principal, id: &str) -> Result<Vec<LogEntry>, RequestError> {
+        self.get(caller, id).await?;
+        Ok(self.store.logs(id).await?)
+    }
+
+    pub async fn audit(
+        &self,
+        caller: &Principal,
+        id: &str,
+    ) -> Result<Vec<AuditEntry>, RequestError> {
+        self.get(caller, id).await?;
+        Ok(self.store.audit(id).await?)
+    }
+
+    /// Stops the request's execution and marks it Cancelled.
+    pub async fn cancel(&self, caller: &Principal, id: &str) -> Result<Request, RequestError> {
+        for _ in 0..3 {
+            let request = self.get(caller, id).await?;
+            if request.status.is_terminal() {
+                return Err(RequestError::Finished(request.status));
+            }
+            if let Some(arn) = &request.execution_arn {
+                self.workflow
+                    .stop(arn, &format!("cancelled by {}", caller.email))
+                    .await?;
+            }
+            let change = self.change(
+                &request,
+                RequestStatus::Cancelled,
+                caller,
+                Some("cancelled by the requester"),
+            );
+            match self.store.transition(id, &change).await {
+                Ok(request) => {
+                    self.log(id, "api", "info", format!("cancelled by {}", caller.email))
+                        .await?;
+                    return Ok(request);
+                }
+                // The engine moved it meanwhile: look again.
+                Err(TransitionError::Conflict { .. }) => continue,
+                Err(TransitionError::NotAllowed { from, .. }) => {
+                    return Err(RequestError::Finished(from))
+                }
+                Err(TransitionError::NotFound) => {
+                    return Err(RequestError::NotFound(format!("no request `{id}`")))
+                }
+                Err(TransitionError::Store(err)) => return Err(err.into()),
+            }
+        }
+        let request = self.get(caller, id).await?;
+        Err(RequestError::Finished(request.status))
+    }
+
+    async fn log(
+        &self,
+        id: &str,
+        source: &str,
+        level: &str,
+        message: String,
+    ) -> Result<(), StoreError> {
+        self.store
+            .append_log(
+                id,
+                &LogEntry {
+                    at: now(),
+                    source: source.to_string(),
+                    level: level.to_string(),
+                    message,
+                },
+            )
+            .await
+    }
+}
+
+fn hash(value: &Value) -> String {
+    // serde_json's map is ordered by key, so equal payloads serialize equally.
+    let digest = Sha256::digest(value.to_string().as_bytes());
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// The request id an idempotency key names, for one caller.
+fn derived_id(subject: &str, key: &str) -> String {
+    let digest = Sha256::digest(format!("{subject}\n{key}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Uuid::new_v8(bytes).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_names_one_request_per_caller() {
+        assert_eq!(derived_id("u1", "k"), derived_id("u1", "k"));
+        assert_ne!(derived_id("u1", "k"), derived_id("u2", "k"));
+        assert_ne!(derived_id("u1", "k"), derived_id("u1", "k2"));
+    }
+
+    #[test]
+    fn equal_payloads_hash_equally_whatever_the_key_order() {
+        let a: Value = serde_json::from_str(r#"{"b": 1, "a": {"y": 2, "x": 3}}"#).unwrap();
+        let b: Value = serde_json::from_str(r#"{"a": {"x": 3, "y": 2}, "b": 1}"#).unwrap();
+        assert_eq!(hash(&a), hash(&b));
+        assert_ne!(hash(&a), hash(&json!({"b": 2})));
+    }
+}

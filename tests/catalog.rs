@@ -1,0 +1,284 @@
+//! Catalog ingest end to end: a file uploaded to the catalog bucket is
+//! delivered by the bucket's notification to the real ingest binary, and the
+//! catalog API (through the local gateway) serves the result. Each test uses
+//! its own item id and bucket key.
+
+use aws_sdk_s3::primitives::ByteStream;
+use pao_integration::{as_admin, as_user, env, http, unique, Stack};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const MINIMAL: &str = include_str!("../shared/tests/fixtures/catalog/valid/minimal-automated.yaml");
+
+/// A valid item with the given id and version.
+fn item(id: &str, version: &str) -> String {
+    MINIMAL
+        .replace("id: demo-item", &format!("id: {id}"))
+        .replace("version: 1.0.0", &format!("version: {version}"))
+}
+
+struct Catalog {
+    stack: Stack,
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+impl Catalog {
+    async fn new() -> Self {
+        let stack = Stack::connect().await;
+        let s3 = aws_sdk_s3::Client::new(&stack.sdk);
+        Self {
+            stack,
+            s3,
+            bucket: env("PAO_CATALOG_BUCKET"),
+        }
+    }
+
+    async fn upload(&self, key: &str, body: &str) {
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(ByteStream::from(body.as_bytes().to_vec()))
+            .send()
+            .await
+            .expect("PutObject");
+    }
+
+    async fn delete(&self, key: &str) {
+        self.s3
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .expect("DeleteObject");
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let response = as_admin(http().get(self.stack.url(path)))
+            .send()
+            .await
+            .expect("the API answers");
+        let status = response.status();
+        (status, response.json().await.expect("a JSON body"))
+    }
+}
+
+#[tokio::test]
+async fn an_upload_is_validated_published_and_listed() {
+    let catalog = Catalog::new().await;
+    let id = unique("good");
+    catalog
+        .upload(&format!("it/{id}.yaml"), &item(&id, "1.0.0"))
+        .await;
+
+    let (status, listed) = catalog.get(&format!("/api/v1/catalog?q={id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed["count"], 1);
+    assert_eq!(listed["items"][0]["id"], id.as_str());
+    assert_eq!(listed["items"][0]["mode"], "automated");
+
+    let (status, report) = catalog
+        .get(&format!("/api/v1/catalog/validation/{id}"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(report["status"], "valid");
+    assert_eq!(report["source_key"], format!("it/{id}.yaml"));
+}
+
+#[tokio::test]
+async fn a_bad_upload_keeps_the_last_good_version_and_stores_a_located_report() {
+    let catalog = Catalog::new().await;
+    let id = unique("kept");
+    let key = format!("it/{id}.yaml");
+    catalog.upload(&key, &item(&id, "1.0.0")).await;
+    let broken = item(&id, "1.1.0").replace("type: integer", "type: colour");
+    catalog.upload(&key, &broken).await;
+
+    let (status, served) = catalog.get(&format!("/api/v1/catalog/items/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(served["version"], "1.0.0");
+
+    let (_, report) = catalog
+        .get(&format!("/api/v1/catalog/validation/{id}"))
+        .await;
+    assert_eq!(report["status"], "invalid");
+    assert_eq!(
+        report["errors"][0]["message"],
+        "unknown field type `colour`; expected one of: string, text, integer, number, boolean, selection, multi-selection, date, datetime, email, url, password, file, json, yaml"
+    );
+    assert_eq!(report["errors"][0]["path"], "presentation.fields[1].type");
+    assert_eq!(report["errors"][0]["line"], 17);
+    assert_eq!(report["errors"][0]["column"], 13);
+}
+
+#[tokio::test]
+async fn a_deleted_file_unpublishes_its_item() {
+    let catalog = Catalog::new().await;
+    let id = unique("gone");
+    let key = format!("it/{id}.yaml");
+    catalog.upload(&key, &item(&id, "1.0.0")).await;
+    assert_eq!(
+        catalog.get(&format!("/api/v1/catalog/items/{id}")).await.0,
+        StatusCode::OK
+    );
+
+    catalog.delete(&key).await;
+    let (status, body) = catalog.get(&format!("/api/v1/catalog/items/{id}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["code"], "not_found");
+}
+
+#[tokio::test]
+async fn a_late_event_for_an_older_version_changes_nothing() {
+    let catalog = Catalog::new().await;
+    let id = unique("late");
+    let key = format!("it/{id}.yaml");
+    catalog.upload(&key, &item(&id, "1.0.0")).await;
+    catalog.upload(&key, &item(&id, "2.0.0")).await;
+
+    // S3 delivers the first upload's event again, late: invoke the ingest
+    // function with it, as S3 would.
+    let event = json!({"Records": [{
+        "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": catalog.bucket}, "object": {"key": key, "size": 1}}
+    }]});
+    let lambda = aws_sdk_lambda::Client::new(&catalog.stack.sdk);
+    let invoked = lambda
+        .invoke()
+        .function_name("catalog-ingest")
+        .payload(aws_sdk_lambda::primitives::Blob::new(event.to_string()))
+        .send()
+        .await
+        .expect("Invoke");
+    assert_eq!(invoked.function_error(), None);
+    let outcome: Value = serde_json::from_slice(invoked.payload().unwrap().as_ref()).unwrap();
+    assert_eq!(outcome[0]["outcome"], "unchanged");
+
+    let (_, served) = catalog.get(&format!("/api/v1/catalog/items/{id}")).await;
+    assert_eq!(served["version"], "2.0.0");
+}
+
+#[tokio::test]
+async fn a_second_file_cannot_take_a_published_id() {
+    let catalog = Catalog::new().await;
+    let id = unique("owned");
+    catalog
+        .upload(&format!("it/{id}-a.yaml"), &item(&id, "1.0.0"))
+        .await;
+    catalog
+        .upload(&format!("it/{id}-b.yaml"), &item(&id, "9.0.0"))
+        .await;
+
+    let (_, served) = catalog.get(&format!("/api/v1/catalog/items/{id}")).await;
+    assert_eq!(served["version"], "1.0.0");
+    let (_, report) = catalog
+        .get(&format!("/api/v1/catalog/validation/{id}"))
+        .await;
+    assert_eq!(report["status"], "invalid");
+    assert_eq!(
+        report["errors"][0]["message"],
+        format!("item id `{id}` is already used by it/{id}-a.yaml")
+    );
+}
+
+#[tokio::test]
+async fn the_example_catalog_is_served_with_forms_and_access_rules() {
+    let catalog = Catalog::new().await;
+    // Uploaded by the stack at start-up, through the bucket.
+    for id in [
+        "eks-app-stack",
+        "rest-database",
+        "github-app-deploy",
+        "messaging-queue",
+    ] {
+        let (status, form) = catalog
+            .get(&format!("/api/v1/catalog/items/{id}/schema"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{id}");
+        assert_eq!(
+            form["schema"]["$schema"],
+            "https://json-schema.org/draft/2020-12/schema"
+        );
+        assert!(form["uiSchema"]["ui:order"].is_array(), "{id}");
+    }
+    let (status, category) = catalog.get("/api/v1/catalog/application-stacks").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(category["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|i| i["id"] == "eks-app-stack"));
+
+    // eks-app-stack is for developers and tech leads only: 404 to others.
+    let outsider = as_user(
+        http().get(catalog.stack.url("/api/v1/catalog/items/eks-app-stack")),
+        "someone@example.com",
+        &["finance"],
+    );
+    assert_eq!(
+        outsider.send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    let developer = as_user(
+        http().get(catalog.stack.url("/api/v1/catalog/items/eks-app-stack")),
+        "dev@example.com",
+        &["developers"],
+    );
+    assert_eq!(developer.send().await.unwrap().status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_catalog_api_refuses_anonymous_callers_and_answers_unknowns_with_404() {
+    let catalog = Catalog::new().await;
+    let anonymous = http()
+        .get(catalog.stack.url("/api/v1/catalog"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = anonymous.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unauthenticated");
+
+    for path in [
+        "/api/v1/catalog/items/no-such-item",
+        "/api/v1/catalog/items/no-such-item/schema",
+        "/api/v1/catalog/validation/no-such-item",
+        "/api/v1/catalog/no-such-category",
+    ] {
+        let (status, body) = catalog.get(path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(body["error"]["code"], "not_found", "{path}");
+    }
+    let (status, body) = catalog
+        .get(&format!("/api/v1/catalog?q={}", "x".repeat(201)))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "bad_request");
+}
+
+#[tokio::test]
+async fn refresh_is_for_admins_and_rebuilds_from_the_bucket() {
+    let catalog = Catalog::new().await;
+    let denied = as_user(
+        http().post(catalog.stack.url("/api/v1/catalog/refresh")),
+        "dev@example.com",
+        &["developers"],
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(denied.status(), StatusCode::FORBIDDEN);
+
+    let response = as_admin(http().post(catalog.stack.url("/api/v1/catalog/refresh")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let summary: Value = response.json().await.unwrap();
+    let results = summary["results"].as_array().unwrap();
+    assert!(results
+        .iter()
+        .any(|r| r["key"] == "examples/eks-app-stack.yaml" && r["outcome"] == "unchanged"));
+}
