@@ -179,7 +179,7 @@ class Stack:
         published = load_example_catalog(template, aws_url, api_url)
         say(f"catalog: {len(published)} items published ({', '.join(published)})")
 
-        stack_env = {"PAO_API_URL": api_url, **aws_env, **env}
+        stack_env = {"PAO_API_URL": api_url, "PAO_LOG_DIR": str(self.logs), **aws_env, **env}
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in stack_env.items()))
         return stack_env
 

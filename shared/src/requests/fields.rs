@@ -170,6 +170,7 @@ mod tests {
     fn valid_fields() -> Value {
         serde_json::json!({
             "db_name": "orders", "engine": "postgres", "environment": "dev", "plan": "small",
+            "admin_username": "admin", "storage_gb": 20,
             "admin_password": "correct horse battery staple 1!"
         })
     }
