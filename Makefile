@@ -5,7 +5,7 @@ PYTHON := .venv/bin/python
 STACK := $(PYTHON) infra/local/stack.py
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help install up down dev test fmt clippy unit templates integration
+.PHONY: help install up down dev test fmt clippy unit templates integration bench load
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,3 +40,10 @@ templates: install ## SAM template (lint and schema) and every ASL file
 
 integration: install ## integration tests on a local stack of their own
 	@infra/local/integration.sh
+
+bench: install ## benchmarks: catalog (criterion), then submission latency on a local stack of their own
+	cargo bench -p pao --bench catalog
+	@infra/local/bench.sh
+
+load: ## 1,000 concurrent submissions through the running stack (make up first)
+	@$(PYTHON) infra/local/load.py

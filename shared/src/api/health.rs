@@ -1,6 +1,7 @@
-//! `GET /api/v1/health` and `GET /api/v1/health/ready`.
+//! `GET /api/v1/health`, `GET /api/v1/health/ready` and
+//! `GET /api/v1/openapi.json`, the OpenAPI document of the whole API.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use lambda_http::http::StatusCode;
@@ -15,6 +16,15 @@ use crate::health::{Health, HealthReport};
 /// A dependency check that takes longer than this counts as down: health
 /// endpoints must answer fast, above all when something is wrong.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The OpenAPI 3.1 document of the API (`shared/openapi.json`), parsed once.
+/// A unit test proves it parses; were it not to, the route answers 500
+/// rather than the function panicking.
+static OPENAPI: LazyLock<Option<serde_json::Value>> = LazyLock::new(|| {
+    serde_json::from_str(include_str!("../../openapi.json"))
+        .inspect_err(|err| tracing::error!(error = %err, "openapi.json does not parse"))
+        .ok()
+});
 
 pub struct HealthApi {
     health: Health,
@@ -66,6 +76,10 @@ impl HealthApi {
                 };
                 json(status_of(&report), &body)
             }
+            Some("GET /api/v1/openapi.json") => match &*OPENAPI {
+                Some(document) => json(StatusCode::OK, document),
+                None => ApiError::internal().into_response(),
+            },
             _ => ApiError::no_route(&req).into_response(),
         }
     }
@@ -159,6 +173,25 @@ mod tests {
             .await;
         assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body_json(&down)["failing"], serde_json::json!(["s3"]));
+    }
+
+    #[tokio::test]
+    async fn openapi_serves_the_document_as_written() {
+        let response = api(Err(ProbeFailure::Unreachable))
+            .handle(request(
+                "GET",
+                "/api/v1/openapi.json",
+                "GET /api/v1/openapi.json",
+            ))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let body = body_json(&response);
+        let file: serde_json::Value =
+            serde_json::from_str(include_str!("../../openapi.json")).expect("openapi.json parses");
+        assert_eq!(body, file);
+        assert_eq!(body["openapi"], "3.1.0");
+        assert!(body["paths"]["/api/v1/openapi.json"]["get"].is_object());
     }
 
     #[tokio::test]

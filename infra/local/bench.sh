@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Submission latency in process against a local stack of its own (free
+# ports, .local/bench), stopped again however the benchmark ends.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+stack() { .venv/bin/python infra/local/stack.py "$@" --name bench; }
+
+stack down >/dev/null
+trap 'stack down >/dev/null' EXIT
+stack up --auto-ports >/dev/null
+set -a
+# shellcheck disable=SC1091
+. .local/bench/stack.env
+set +a
+PAO_AUTH_MODE=dev cargo bench -p pao --bench submit
