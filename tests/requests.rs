@@ -8,7 +8,8 @@ use std::collections::HashSet;
 use aws_sdk_dynamodb::types::AttributeValue;
 use pao::aws::requests_table::RequestTable;
 use pao::requests::{
-    AuditEntry, Request, RequestStatus, RequestStore, Requester, Transition, TransitionError,
+    AuditEntry, LogEntry, Request, RequestStatus, RequestStore, Requester, Transition,
+    TransitionError,
 };
 use pao_integration::{as_admin, as_user, env, http, unique, Stack};
 use reqwest::StatusCode;
@@ -263,22 +264,40 @@ async fn cancel_stops_the_execution_and_a_finished_request_cannot_be_cancelled()
     let (_, request) = submit(&stack, &user, database(fields()), None).await;
     let path = format!("/api/v1/requests/{}", request["id"].as_str().unwrap());
 
+    // Cancel mid-run: once the engine has started and the execution waits.
+    for _ in 0..120 {
+        let (_, now) = get(&stack, &user, &["developers"], &path).await;
+        if now["status"] == "InProgress" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
     let cancel = || as_user(http().delete(stack.url(&path)), &user, &["developers"]).send();
     let first = cancel().await.unwrap();
     assert_eq!(first.status(), StatusCode::OK);
     let cancelled: Value = first.json().await.unwrap();
     assert_eq!(cancelled["status"], "Cancelled");
-    let sfn = aws_sdk_sfn::Client::new(&stack.sdk);
-    let execution = sfn
-        .describe_execution()
-        .execution_arn(request["execution_arn"].as_str().unwrap())
+    assert_eq!(
+        cancelled["version"], 4,
+        "Validated, Queued, InProgress, Cancelled"
+    );
+    // StopExecution was sent. The emulator does not interrupt a task that
+    // waits for its token (AWS does), so whatever the execution does next
+    // must not move the request: a late "complete" step is refused.
+    let lambda = aws_sdk_lambda::Client::new(&stack.sdk);
+    let late = json!({"request_id": request["id"], "step": "complete"});
+    let invoked = lambda
+        .invoke()
+        .function_name("fulfillment-engine")
+        .payload(aws_sdk_lambda::primitives::Blob::new(late.to_string()))
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        execution.status(),
-        &aws_sdk_sfn::types::ExecutionStatus::Aborted
-    );
+    assert!(invoked.function_error().is_some());
+    let error: Value = serde_json::from_slice(invoked.payload().unwrap().as_ref()).unwrap();
+    assert_eq!(error["errorType"], "Fatal", "{error}");
+    let (_, still) = get(&stack, &user, &["developers"], &path).await;
+    assert_eq!(still["status"], "Cancelled");
 
     let second = cancel().await.unwrap();
     assert_eq!(second.status(), StatusCode::CONFLICT);
@@ -454,7 +473,13 @@ async fn two_writers_racing_on_one_transition_one_wins() {
         to: RequestStatus::Queued,
         reason: None,
     };
-    assert!(table.create(&request, &[audit]).await.unwrap());
+    let log = LogEntry {
+        at: at.clone(),
+        source: "test".into(),
+        level: "info".into(),
+        message: "created".into(),
+    };
+    assert!(table.create(&request, &[audit], &log).await.unwrap());
     let change = |to| Transition {
         from: RequestStatus::Queued,
         version: 1,
@@ -469,8 +494,8 @@ async fn two_writers_racing_on_one_transition_one_wins() {
         change(RequestStatus::Cancelled),
     );
     let (a, b) = tokio::join!(
-        table.transition(&id, &start),
-        table.transition(&id, &cancel)
+        table.transition(&request, &start),
+        table.transition(&request, &cancel)
     );
     let wins = [a.is_ok(), b.is_ok()].iter().filter(|won| **won).count();
     assert_eq!(wins, 1, "exactly one writer wins");

@@ -6,7 +6,10 @@ watch`, which runs our real Rust binary and answers with its result, or with
 HTTP 500 and `{errorType, errorMessage}` when the function fails. Step
 Functions Task states and S3 bucket notifications both invoke through it.
 
-It also closes one gap of moto's S3: deleting an object of a versioned
+It also closes two gaps between moto and AWS. DynamoDB applies a conditional
+write atomically; moto's threaded server checks the condition and writes
+without a lock, so two racing writers can both win: its write operations are
+serialised here. And S3: deleting an object of a versioned
 bucket creates a delete marker, for which S3 sends
 `s3:ObjectRemoved:DeleteMarkerCreated` and moto sends nothing.
 
@@ -19,12 +22,14 @@ import argparse
 import json
 import os
 import sys
+import threading
 import urllib.error
 import urllib.request
 from typing import Any
 
 from moto import server
 from moto.awslambda.models import LambdaFunction
+from moto.dynamodb.models import DynamoDBBackend
 from moto.s3 import notifications
 from moto.s3.models import S3Backend
 
@@ -67,6 +72,20 @@ def _function_error(body: str, status: int) -> str:
     return json.dumps({"errorType": "Lambda.Unknown", "errorMessage": f"HTTP {status}: {body[:500]}"})
 
 
+def serialise_dynamodb_writes() -> None:
+    lock = threading.RLock()
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item"):
+        original = getattr(DynamoDBBackend, name, None)
+        if original is None:
+            continue
+
+        def locked(*args, __original=original, **kwargs):
+            with lock:
+                return __original(*args, **kwargs)
+
+        setattr(DynamoDBBackend, name, locked)
+
+
 def notify_delete_markers() -> None:
     original = S3Backend.delete_object
 
@@ -95,6 +114,7 @@ def main() -> None:
     os.environ["MOTO_PORT"] = str(args.port)
     LambdaFunction._invoke_lambda = forwarding_invoke(args.lambda_url.rstrip("/"))
     notify_delete_markers()
+    serialise_dynamodb_writes()
     server.main(["--host", "127.0.0.1", "--port", str(args.port)])
 
 

@@ -175,6 +175,9 @@ class Stack:
         wait_for(f"{api_url}/api/v1/health", HEALTHY_SECONDS,
                  f"the API was not healthy within {HEALTHY_SECONDS} s (see {self.logs}/)")
 
+        say("starting an instance of every function")
+        warm_up(template, lambda_url)
+
         say("uploading the example catalog, as a platform team's CI would")
         published = load_example_catalog(template, aws_url, api_url)
         say(f"catalog: {len(published)} items published ({', '.join(published)})")
@@ -182,6 +185,30 @@ class Stack:
         stack_env = {"PAO_API_URL": api_url, "PAO_LOG_DIR": str(self.logs), **aws_env, **env}
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in stack_env.items()))
         return stack_env
+
+
+def warm_up(template: Template, lambda_url: str) -> None:
+    """Invokes every function once, so its first instance is running before
+    anyone calls: a burst of first calls would otherwise all wait for
+    `cargo run` at once. An empty event is enough; its error is expected."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def invoke(binary: str) -> None:
+        request = urllib.request.Request(
+            f"{lambda_url}/2015-03-31/functions/{binary}/invocations", data=b"{}", method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=HEALTHY_SECONDS) as response:
+                response.read()
+        except urllib.error.HTTPError:
+            pass  # the function ran and refused the empty event
+        except (urllib.error.URLError, OSError) as err:
+            raise StackError(f"function {binary} did not start: {err}") from None
+
+    binaries = [function.binary for function in template.functions()]
+    with ThreadPoolExecutor(max_workers=len(binaries)) as pool:
+        list(pool.map(invoke, binaries))
 
 
 def load_example_catalog(template: Template, aws_url: str, api_url: str) -> list[str]:

@@ -163,16 +163,6 @@ impl CatalogApi {
         Ok(self.cache.put(items))
     }
 
-    async fn visible_items(&self, caller: &Principal) -> Result<Vec<PublishedItem>, ApiError> {
-        Ok(self
-            .catalog()
-            .await?
-            .iter()
-            .filter(|published| self.visible(caller, &published.item))
-            .cloned()
-            .collect())
-    }
-
     async fn find(&self, caller: &Principal, item_id: &str) -> Result<PublishedItem, ApiError> {
         self.catalog()
             .await?
@@ -201,10 +191,11 @@ impl CatalogApi {
             )));
         }
         let (category, tag) = (get("category"), get("tag"));
-        let items = self.visible_items(caller).await?;
-        let matching: Vec<Summary> = items
+        let catalog = self.catalog().await?;
+        let matching: Vec<Summary> = catalog
             .iter()
             .map(|published| &published.item)
+            .filter(|item| self.visible(caller, item))
             .filter(|item| category.is_none_or(|c| item.header.category == c))
             .filter(|item| tag.is_none_or(|t| item.header.tags.iter().any(|x| x == t)))
             .filter(|item| text.as_deref().is_none_or(|t| matches_text(item, t)))
@@ -221,10 +212,11 @@ impl CatalogApi {
         caller: &Principal,
         category: &str,
     ) -> Result<Response<Body>, ApiError> {
-        let items = self.visible_items(caller).await?;
-        let matching: Vec<Summary> = items
+        let catalog = self.catalog().await?;
+        let matching: Vec<Summary> = catalog
             .iter()
             .map(|published| &published.item)
+            .filter(|item| self.visible(caller, item))
             .filter(|item| item.header.category == category)
             .map(Summary::of)
             .collect();

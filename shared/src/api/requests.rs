@@ -76,6 +76,7 @@ impl RequestsApi {
         let catalog_table = env.required("PAO_CATALOG_TABLE")?;
         let state_machine = env.required("PAO_FULFILLMENT_STATE_MACHINE_ARN")?;
         let admin_group = env.or("PAO_ADMIN_GROUP", "pao-admins");
+        let item_ttl = env.number("PAO_CATALOG_CACHE_TTL_SECONDS", 30)?;
         let auth = AuthMode::from_env()?;
         let sdk = crate::aws::sdk_config().await;
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
@@ -88,7 +89,8 @@ impl RequestsApi {
                 state_machine,
             )),
             admin_group,
-        );
+        )
+        .with_item_cache(std::time::Duration::from_secs(item_ttl));
         Ok(Self::new(requests, auth))
     }
 

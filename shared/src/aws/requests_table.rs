@@ -1,19 +1,21 @@
 //! The requests table (DynamoDB), seen as the domain's `RequestStore`.
 //!
-//! One table: `REQ#<id>`/`REQUEST` holds the request (as JSON text, with its
-//! status and version as attributes for the conditions); `AUDIT#…` and
-//! `LOG#…` items of the same partition hold its audit trail and log, in time
-//! order; `IDEMPOTENCY#<caller>#<key>` holds an idempotency record that
-//! expires by TTL. Index `by-user` lists a user's requests newest first,
-//! `by-status` a status's. A status change is one transaction: the request,
-//! conditional on its old status and version, and its audit entry.
+//! One table. `REQ#<id>`/`REQUEST` holds the request (as JSON text, with its
+//! status and version as attributes for the conditions) and its audit trail,
+//! a list appended to by the same conditional write that changes the status:
+//! a change and its audit entry are one atomic single-item write, with no
+//! transaction. `LOG#…` items of the same partition hold its log in time
+//! order; `TASK` the task token of its waiting execution;
+//! `IDEMPOTENCY#<caller>#<key>` an idempotency record that expires by TTL.
+//! Index `by-user` lists a user's requests newest first, `by-status` a
+//! status's.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use base64::Engine as _;
 
@@ -47,16 +49,8 @@ fn unavailable<E: std::error::Error + 'static>(
 }
 
 fn condition_failed<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
-    let code = err.as_service_error().and_then(ProvideErrorMetadata::code);
-    match code {
-        Some("ConditionalCheckFailedException") => true,
-        // A transaction reports its failed condition in the message.
-        Some("TransactionCanceledException") => err
-            .as_service_error()
-            .and_then(ProvideErrorMetadata::message)
-            .is_some_and(|m| m.contains("ConditionalCheckFailed")),
-        _ => false,
-    }
+    err.as_service_error().and_then(ProvideErrorMetadata::code)
+        == Some("ConditionalCheckFailedException")
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
@@ -110,28 +104,6 @@ impl RequestTable {
         ]))
     }
 
-    fn audit_put(
-        &self,
-        id: &str,
-        entry: &AuditEntry,
-        version: u64,
-    ) -> Result<TransactWriteItem, StoreError> {
-        let item = HashMap::from([
-            ("pk".to_string(), s(format!("REQ#{id}"))),
-            (
-                "sk".to_string(),
-                s(format!("AUDIT#{}#{version:08}#{}", entry.at, entry.to)),
-            ),
-            ("document".to_string(), s(to_json(entry)?)),
-        ]);
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .build()
-            .map_err(|err| StoreError::Corrupt(err.to_string()))?;
-        Ok(TransactWriteItem::builder().put(put).build())
-    }
-
     async fn query_prefix<T: serde::de::DeserializeOwned>(
         &self,
         id: &str,
@@ -156,6 +128,21 @@ impl RequestTable {
         }
         Ok(found)
     }
+}
+
+fn log_item(id: &str, entry: &LogEntry) -> Result<Item, StoreError> {
+    Ok(HashMap::from([
+        ("pk".to_string(), s(format!("REQ#{id}"))),
+        (
+            "sk".to_string(),
+            s(format!(
+                "LOG#{}#{}",
+                entry.at,
+                uuid::Uuid::new_v4().simple()
+            )),
+        ),
+        ("document".to_string(), s(to_json(entry)?)),
+    ]))
 }
 
 /// The page token: the last key, as base64url JSON. Opaque to callers, and
@@ -188,28 +175,33 @@ fn decode_token(token: &str, pinned: Option<(&str, &str)>) -> Result<Item, ListE
 
 #[async_trait]
 impl RequestStore for RequestTable {
-    async fn create(&self, request: &Request, audit: &[AuditEntry]) -> Result<bool, StoreError> {
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(self.request_item(request)?))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|err| StoreError::Corrupt(err.to_string()))?;
-        let mut items = vec![TransactWriteItem::builder().put(put).build()];
-        for (index, entry) in audit.iter().enumerate() {
-            items.push(self.audit_put(&request.id, entry, index as u64)?);
-        }
-        match self
+    async fn create(
+        &self,
+        request: &Request,
+        audit: &[AuditEntry],
+        log: &LogEntry,
+    ) -> Result<bool, StoreError> {
+        let mut item = self.request_item(request)?;
+        let entries = audit
+            .iter()
+            .map(|entry| to_json(entry).map(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        item.insert("audit".to_string(), AttributeValue::L(entries));
+        let created = self
             .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
             .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(err) if condition_failed(&err) => Ok(false),
-            Err(err) => Err(unavailable("TransactWriteItems", &err)),
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(err) if condition_failed(&err) => return Ok(false),
+            Err(err) => return Err(unavailable("PutItem", &err)),
         }
+        self.append_log(&request.id, log).await?;
+        Ok(true)
     }
 
     async fn get(&self, id: &str) -> Result<Option<Request>, StoreError> {
@@ -226,19 +218,18 @@ impl RequestStore for RequestTable {
         output.item.as_ref().map(document).transpose()
     }
 
-    async fn transition(&self, id: &str, change: &Transition) -> Result<Request, TransitionError> {
+    async fn transition(
+        &self,
+        current: &Request,
+        change: &Transition,
+    ) -> Result<Request, TransitionError> {
         if !change.from.can_become(change.to) {
             return Err(TransitionError::NotAllowed {
                 from: change.from,
                 to: change.to,
             });
         }
-        let current = self.get(id).await?.ok_or(TransitionError::NotFound)?;
-        if current.status != change.from || current.version != change.version {
-            return Err(TransitionError::Conflict {
-                current: current.status,
-            });
-        }
+        let id = current.id.as_str();
         let mut next = current.clone();
         next.status = change.to;
         next.version = current.version + 1;
@@ -249,16 +240,6 @@ impl RequestStore for RequestTable {
         if change.execution_arn.is_some() {
             next.execution_arn = change.execution_arn.clone();
         }
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(self.request_item(&next)?))
-            .condition_expression("#status = :from AND #version = :version")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#version", "version")
-            .expression_attribute_values(":from", s(change.from.name()))
-            .expression_attribute_values(":version", AttributeValue::N(change.version.to_string()))
-            .build()
-            .map_err(|err| StoreError::Corrupt(err.to_string()))?;
         let entry = AuditEntry {
             at: change.at.clone(),
             actor: change.actor.clone(),
@@ -266,17 +247,34 @@ impl RequestStore for RequestTable {
             to: change.to,
             reason: change.reason.clone(),
         };
-        let items = vec![
-            TransactWriteItem::builder().put(put).build(),
-            self.audit_put(id, &entry, next.version)?,
-        ];
-        match self
+        let item = self.request_item(&next)?;
+        let value = |name: &str| item.get(name).cloned().unwrap_or_else(|| s(""));
+        let updated = self
             .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("REQ#{id}")))
+            .key("sk", s(REQUEST))
+            .update_expression(
+                "SET #document = :document, #status = :to, #version = :next, gsi2pk = :gsi2pk, \
+                 #audit = list_append(if_not_exists(#audit, :empty), :entry)",
+            )
+            .condition_expression("#status = :from AND #version = :version")
+            .expression_attribute_names("#document", "document")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_names("#audit", "audit")
+            .expression_attribute_values(":document", value("document"))
+            .expression_attribute_values(":to", s(change.to.name()))
+            .expression_attribute_values(":next", AttributeValue::N(next.version.to_string()))
+            .expression_attribute_values(":gsi2pk", value("gsi2pk"))
+            .expression_attribute_values(":empty", AttributeValue::L(Vec::new()))
+            .expression_attribute_values(":entry", AttributeValue::L(vec![s(to_json(&entry)?)]))
+            .expression_attribute_values(":from", s(change.from.name()))
+            .expression_attribute_values(":version", AttributeValue::N(change.version.to_string()))
             .send()
-            .await
-        {
+            .await;
+        match updated {
             Ok(_) => Ok(next),
             Err(err) if condition_failed(&err) => {
                 let now = self.get(id).await?.ok_or(TransitionError::NotFound)?;
@@ -284,7 +282,7 @@ impl RequestStore for RequestTable {
                     current: now.status,
                 })
             }
-            Err(err) => Err(unavailable("TransactWriteItems", &err).into()),
+            Err(err) => Err(unavailable("UpdateItem", &err).into()),
         }
     }
 
@@ -373,7 +371,34 @@ impl RequestStore for RequestTable {
     }
 
     async fn audit(&self, id: &str) -> Result<Vec<AuditEntry>, StoreError> {
-        self.query_prefix(id, "AUDIT#").await
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("REQ#{id}")))
+            .key("sk", s(REQUEST))
+            .projection_expression("#audit")
+            .expression_attribute_names("#audit", "audit")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|err| unavailable("GetItem", &err))?;
+        let entries = output
+            .item
+            .as_ref()
+            .and_then(|item| item.get("audit"))
+            .and_then(|audit| audit.as_l().ok())
+            .cloned()
+            .unwrap_or_default();
+        entries
+            .iter()
+            .map(|entry| {
+                let text = entry
+                    .as_s()
+                    .map_err(|_| StoreError::Corrupt("audit entry is not text".to_string()))?;
+                serde_json::from_str(text).map_err(|err| StoreError::Corrupt(err.to_string()))
+            })
+            .collect()
     }
 
     async fn logs(&self, id: &str) -> Result<Vec<LogEntry>, StoreError> {
@@ -384,16 +409,7 @@ impl RequestStore for RequestTable {
         self.client
             .put_item()
             .table_name(&self.table)
-            .item("pk", s(format!("REQ#{id}")))
-            .item(
-                "sk",
-                s(format!(
-                    "LOG#{}#{}",
-                    entry.at,
-                    uuid::Uuid::new_v4().simple()
-                )),
-            )
-            .item("document", s(to_json(entry)?))
+            .set_item(Some(log_item(id, entry)?))
             .send()
             .await
             .map(|_| ())

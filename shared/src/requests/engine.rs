@@ -125,7 +125,7 @@ impl Engine {
                 execution_arn: None,
                 at: now(),
             };
-            match self.store.transition(id, &change).await {
+            match self.store.transition(&request, &change).await {
                 Ok(_) => return Ok(()),
                 Err(TransitionError::Conflict { .. }) => continue,
                 Err(TransitionError::NotAllowed { from, to }) => {

@@ -133,12 +133,23 @@ pub struct IdempotencyRecord {
 /// The requests table.
 #[async_trait]
 pub trait RequestStore: Send + Sync {
-    /// Writes a new request with its first audit entries; `false` when a
-    /// request with that id exists already.
-    async fn create(&self, request: &Request, audit: &[AuditEntry]) -> Result<bool, StoreError>;
+    /// Writes a new request with its first audit entries and log line, in
+    /// one transaction; `false` when a request with that id exists already.
+    async fn create(
+        &self,
+        request: &Request,
+        audit: &[AuditEntry],
+        log: &LogEntry,
+    ) -> Result<bool, StoreError>;
     async fn get(&self, id: &str) -> Result<Option<Request>, StoreError>;
-    /// Applies a transition atomically with its audit entry.
-    async fn transition(&self, id: &str, change: &Transition) -> Result<Request, TransitionError>;
+    /// Applies a transition to `current` (the request as last read)
+    /// atomically with its audit entry, conditional on the request still
+    /// being at `change.from`/`change.version`.
+    async fn transition(
+        &self,
+        current: &Request,
+        change: &Transition,
+    ) -> Result<Request, TransitionError>;
     async fn list(&self, query: &ListQuery) -> Result<Page, ListError>;
     async fn audit(&self, id: &str) -> Result<Vec<AuditEntry>, StoreError>;
     async fn logs(&self, id: &str) -> Result<Vec<LogEntry>, StoreError>;

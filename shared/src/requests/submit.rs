@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use jsonschema::Validator;
 use serde_json::{json, Value};
@@ -66,6 +67,9 @@ pub struct Requests {
     admin_group: String,
     /// Compiled form validators by item content hash.
     validators: Mutex<HashMap<String, Arc<Validator>>>,
+    /// Published items as last read, by id, kept for `item_ttl`.
+    items: Mutex<HashMap<String, (Instant, Option<PublishedItem>)>>,
+    item_ttl: Duration,
 }
 
 impl Requests {
@@ -83,7 +87,16 @@ impl Requests {
             workflow,
             admin_group: admin_group.into(),
             validators: Mutex::new(HashMap::new()),
+            items: Mutex::new(HashMap::new()),
+            item_ttl: Duration::ZERO,
         }
+    }
+
+    /// Keeps published items in process for `ttl`, as the catalog API does:
+    /// a new version is requestable at most `ttl` after it is published.
+    pub fn with_item_cache(mut self, ttl: Duration) -> Self {
+        self.item_ttl = ttl;
+        self
     }
 
     pub fn is_admin(&self, caller: &Principal) -> bool {
@@ -172,15 +185,20 @@ impl Requests {
                 reason: None,
             },
         ];
-        if self.store.create(&request, &audit).await? {
-            tracing::info!(request_id = %id, "request created");
-            let message = format!(
+        let log = LogEntry {
+            at: at.clone(),
+            source: "api".to_string(),
+            level: "info".to_string(),
+            message: format!(
                 "submitted by {} against {} {}",
                 caller.email, request.item_id, request.item_version
-            );
-            self.log(&id, "api", "info", message).await?;
-        }
-        self.queue(&id, caller, submission.idempotency_key.is_some())
+            ),
+        };
+        // A concurrent duplicate may have created it first: then it is read.
+        let created = self.store.create(&request, &audit, &log).await?;
+        tracing::info!(request_id = %id, created, "request recorded");
+        let known = created.then_some(request);
+        self.queue(&id, known, caller, submission.idempotency_key.is_some())
             .await
     }
 
@@ -189,11 +207,15 @@ impl Requests {
     async fn queue(
         &self,
         id: &str,
+        mut known: Option<Request>,
         caller: &Principal,
         retriable: bool,
     ) -> Result<Request, RequestError> {
         for _ in 0..3 {
-            let request = self.get_any(id).await?;
+            let request = match known.take() {
+                Some(request) => request,
+                None => self.get_any(id).await?,
+            };
             if request.status != RequestStatus::Validated {
                 return Ok(request);
             }
@@ -209,14 +231,14 @@ impl Requests {
                             caller,
                             Some("fulfilment could not be started"),
                         );
-                        let _ = self.store.transition(id, &change).await;
+                        let _ = self.store.transition(&request, &change).await;
                     }
                     return Err(err.into());
                 }
             };
             let mut change = self.change(&request, RequestStatus::Queued, caller, None);
             change.execution_arn = Some(arn);
-            match self.store.transition(id, &change).await {
+            match self.store.transition(&request, &change).await {
                 Ok(request) => return Ok(request),
                 Err(TransitionError::Conflict { .. }) => continue,
                 Err(TransitionError::Store(err)) => return Err(err.into()),
@@ -246,11 +268,29 @@ impl Requests {
 
     /// The published item, if the caller may see it.
     async fn item(&self, caller: &Principal, item_id: &str) -> Result<PublishedItem, RequestError> {
-        self.catalog
-            .published_item(item_id)
+        self.published(item_id)
             .await?
             .filter(|published| published.item.visible_to(caller, &self.admin_group))
             .ok_or_else(|| RequestError::NotFound(format!("no catalog item `{item_id}`")))
+    }
+
+    async fn published(&self, item_id: &str) -> Result<Option<PublishedItem>, StoreError> {
+        let cached = {
+            let items = self.items.lock().unwrap_or_else(|p| p.into_inner());
+            items
+                .get(item_id)
+                .filter(|(read_at, _)| read_at.elapsed() < self.item_ttl)
+                .map(|(_, item)| item.clone())
+        };
+        if let Some(item) = cached {
+            return Ok(item);
+        }
+        let item = self.catalog.published_item(item_id).await?;
+        if !self.item_ttl.is_zero() {
+            let mut items = self.items.lock().unwrap_or_else(|p| p.into_inner());
+            items.insert(item_id.to_string(), (Instant::now(), item.clone()));
+        }
+        Ok(item)
     }
 
     fn validator(&self, published: &PublishedItem) -> Result<Arc<Validator>, RequestError> {
@@ -326,7 +366,7 @@ impl Requests {
                 caller,
                 Some("cancelled by the requester"),
             );
-            match self.store.transition(id, &change).await {
+            match self.store.transition(&request, &change).await {
                 Ok(request) => {
                     self.log(id, "api", "info", format!("cancelled by {}", caller.email))
                         .await?;
