@@ -31,9 +31,9 @@ pub fn references(text: &str) -> Result<Vec<Reference>, String> {
     if !is_template(text) {
         return Ok(Vec::new());
     }
-    let mut tera = tera::Tera::default();
-    tera.add_raw_template("t", text)
-        .map_err(|err| syntax_message(&err))?;
+    // Parsing alone: a whole `Tera` (with its filters and functions) per
+    // string would cost more than the parse.
+    tera::Template::new("t", None, text).map_err(|err| syntax_message(&err))?;
     let mut found = Vec::new();
     let mut seen = BTreeSet::new();
     let mut locals = BTreeSet::new();
@@ -51,10 +51,10 @@ fn syntax_message(err: &tera::Error) -> String {
     use std::error::Error as _;
     // Tera's own message names our internal template; its cause has the
     // position (`--> 1:20`) and the reason (`= expected …`) between drawings.
-    let detail = err
-        .source()
-        .map(|cause| cause.to_string())
-        .unwrap_or_default();
+    let detail = match err.source() {
+        Some(cause) => cause.to_string(),
+        None => err.to_string(),
+    };
     let position = detail
         .lines()
         .find_map(|line| line.trim().strip_prefix("--> "))
