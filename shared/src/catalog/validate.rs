@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 
 use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::{ValidationError, Validator};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -128,7 +128,7 @@ pub fn validate_file(file: &str, bytes: &[u8]) -> Result<ValidItem, Vec<Diagnost
     if !check.diagnostics.is_empty() {
         return Err(check.finish());
     }
-    let item: CatalogItem = match serde_json::from_value(document.value.clone()) {
+    let item = match CatalogItem::deserialize(&document.value) {
         Ok(item) => item,
         Err(err) => {
             check.at("", format!("not a catalog item: {err}"));
@@ -234,6 +234,13 @@ impl<'a> Check<'a> {
     fn at_key(&mut self, pointer: &str, message: impl Into<String>) {
         let location = self.document.locate_key(pointer);
         self.push(pointer, location, message.into());
+    }
+
+    /// The file's value at `pointer` (`Null` when absent), borrowed from the
+    /// document rather than copied out of the typed item.
+    fn value_at(&self, pointer: &str) -> &'a Value {
+        const NULL: &Value = &Value::Null;
+        self.document.value.pointer(pointer).unwrap_or(NULL)
     }
 
     // ------------------------------------------------------------ JSON Schema
@@ -472,20 +479,16 @@ impl<'a> Check<'a> {
                 self.condition(item, when, &format!("{at}/when"));
             }
             let (schema, validator) = &SCHEMAS.actions[&action.kind];
-            let config = Value::Object(action.config.clone());
-            self.schema(schema, validator, &config, &format!("{at}/config"));
-            if let Some(rollback) = &action.rollback {
+            let config = self.value_at(&format!("{at}/config"));
+            self.schema(schema, validator, config, &format!("{at}/config"));
+            if action.rollback.is_some() {
                 let (schema, validator) = if action.kind.compensates_natively() {
                     &SCHEMAS.retain
                 } else {
                     &SCHEMAS.actions[&action.kind]
                 };
-                self.schema(
-                    schema,
-                    validator,
-                    &Value::Object(rollback.clone()),
-                    &format!("{at}/rollback"),
-                );
+                let rollback_at = format!("{at}/rollback");
+                self.schema(schema, validator, self.value_at(&rollback_at), &rollback_at);
             }
         }
         if !unique_ids {
@@ -511,19 +514,22 @@ impl<'a> Check<'a> {
         for (index, action) in actions.iter().enumerate() {
             let at = format!("/fulfillment/automated/actions/{index}");
             let upstream = upstream_of(&edges, &action.id);
+            let config_at = format!("{at}/config");
             self.templates(
                 item,
-                &Value::Object(action.config.clone()),
-                &format!("{at}/config"),
+                self.value_at(&config_at),
+                &config_at,
                 Some((&upstream, None)),
             );
-            if let Some(rollback) = &action.rollback {
+            if action.rollback.is_some() {
                 // A rollback may read its own action's outputs (the id of what it created).
+                let rollback_at = format!("{at}/rollback");
+                let own = Some(action.id.as_str());
                 self.templates(
                     item,
-                    &Value::Object(rollback.clone()),
-                    &format!("{at}/rollback"),
-                    Some((&upstream, Some(action.id.as_str()))),
+                    self.value_at(&rollback_at),
+                    &rollback_at,
+                    Some((&upstream, own)),
                 );
             }
         }
