@@ -217,6 +217,9 @@ def main() -> None:
     args = parser.parse_args()
     GatewayHandler.router = Router(Template(args.template).routes())
     GatewayHandler.lambda_url = args.lambda_url.rstrip("/")
+    # Bursts of connections (a load test's thousand at once) queue rather
+    # than being reset, as they would be behind API Gateway.
+    ThreadingHTTPServer.request_queue_size = 1024
     server = ThreadingHTTPServer(("127.0.0.1", args.port), GatewayHandler)
     server.daemon_threads = True
     server.serve_forever()

@@ -77,6 +77,9 @@ class Ports:
     def check_free(self) -> None:
         for name, port in (("PAO_AWS_PORT", self.aws), ("PAO_LAMBDA_PORT", self.lambda_), ("PAO_API_PORT", self.api)):
             with socket.socket() as sock:
+                # Connections of a stopped stack linger in TIME_WAIT; only a
+                # listener means the port is taken (the servers reuse it too).
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
                     sock.bind(("127.0.0.1", port))
                 except OSError:

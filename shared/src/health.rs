@@ -106,21 +106,24 @@ impl Health {
     }
 }
 
+/// A probe with a fixed answer, for tests of what uses probes.
+#[cfg(test)]
+pub(crate) struct Fixed(pub &'static str, pub Result<(), ProbeFailure>);
+
+#[cfg(test)]
+#[async_trait]
+impl Probe for Fixed {
+    fn dependency(&self) -> &'static str {
+        self.0
+    }
+    async fn check(&self) -> Result<(), ProbeFailure> {
+        self.1
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct Fixed(&'static str, Result<(), ProbeFailure>);
-
-    #[async_trait]
-    impl Probe for Fixed {
-        fn dependency(&self) -> &'static str {
-            self.0
-        }
-        async fn check(&self) -> Result<(), ProbeFailure> {
-            self.1
-        }
-    }
 
     struct Hangs;
 

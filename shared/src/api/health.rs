@@ -101,20 +101,7 @@ fn report_response(report: &HealthReport) -> Response<Body> {
 mod tests {
     use super::*;
     use crate::api::test_support::{body_json, request};
-    use crate::health::{Probe, ProbeFailure};
-    use async_trait::async_trait;
-
-    struct Fixed(&'static str, Result<(), ProbeFailure>);
-
-    #[async_trait]
-    impl Probe for Fixed {
-        fn dependency(&self) -> &'static str {
-            self.0
-        }
-        async fn check(&self) -> Result<(), ProbeFailure> {
-            self.1
-        }
-    }
+    use crate::health::{Fixed, ProbeFailure};
 
     fn api(s3: Result<(), ProbeFailure>) -> HealthApi {
         HealthApi::new(Health::new(
