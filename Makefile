@@ -45,5 +45,7 @@ bench: install ## benchmarks: catalog (criterion), then submission latency on a 
 	cargo bench -p pao --bench catalog
 	@infra/local/bench.sh
 
-load: ## 1,000 concurrent submissions through the running stack (make up first)
-	@$(PYTHON) infra/local/load.py
+# 1,000 submissions, 50 in flight: with 1,000 in flight at once, cargo lambda watch on
+# two cores lets queued invocations time out and its instances die (see README).
+load: ## 1,000 submissions through the running stack, checked for loss and duplicates (make up first)
+	@$(PYTHON) infra/local/load.py --requests 1000 --concurrency 50
