@@ -85,3 +85,26 @@ fn a_file_over_the_size_limit_is_refused_with_a_clear_message() {
         )
     );
 }
+
+#[test]
+fn every_example_form_is_a_valid_2020_12_schema_that_accepts_its_defaults_shape() {
+    for path in fixtures("../catalog/items", "yaml") {
+        let bytes = std::fs::read(&path).unwrap();
+        let item = validate_file(&name(&path), &bytes).unwrap().item;
+        let form = pao::catalog::form::form(&item);
+        jsonschema::draft202012::meta::validate(&form.schema)
+            .unwrap_or_else(|err| panic!("{}: not a 2020-12 schema: {err}", path.display()));
+        let validator = jsonschema::draft202012::new(&form.schema)
+            .unwrap_or_else(|err| panic!("{}: does not compile: {err}", path.display()));
+        // An empty submission is refused exactly when the form has required fields.
+        let required = form.schema["required"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty());
+        assert_eq!(
+            validator.is_valid(&serde_json::json!({})),
+            !required,
+            "{}",
+            path.display()
+        );
+    }
+}
