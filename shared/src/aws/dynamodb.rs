@@ -3,8 +3,6 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::config::http::HttpResponse;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
@@ -12,6 +10,8 @@ use crate::catalog::index::{
     CatalogStore, PublishOutcome, PublishedItem, StoreError, ValidationReport,
 };
 use crate::health::{Probe, ProbeFailure};
+
+const SERVICE: &str = "DynamoDB";
 
 /// Checks that a table exists and answers.
 pub struct TableProbe {
@@ -82,22 +82,8 @@ impl CatalogTable {
             .send()
             .await
             .map(|output| output.item)
-            .map_err(|err| unavailable("GetItem", &err))
+            .map_err(|err| super::unavailable(SERVICE, "GetItem", &err))
     }
-}
-
-fn unavailable<E>(operation: &str, err: &SdkError<E, HttpResponse>) -> StoreError
-where
-    E: std::error::Error + 'static,
-{
-    tracing::warn!(operation, error = %DisplayErrorContext(err), "DynamoDB call failed");
-    StoreError::Unavailable(format!("DynamoDB {operation} failed"))
-}
-
-fn is_condition_failure<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
-    err.as_service_error()
-        .and_then(ProvideErrorMetadata::code)
-        .is_some_and(|code| code == "ConditionalCheckFailedException")
 }
 
 fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Result<String, StoreError> {
@@ -132,7 +118,7 @@ impl CatalogStore for CatalogTable {
             .send();
         let mut items = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|err| unavailable("Scan", &err))?;
+            let page = page.map_err(|err| super::unavailable(SERVICE, "Scan", &err))?;
             for item in page.items() {
                 items.push(document(item)?);
             }
@@ -180,13 +166,15 @@ impl CatalogStore for CatalogTable {
             .await;
         match result {
             Ok(_) => Ok(PublishOutcome::Published),
-            Err(err) if is_condition_failure(&err) => match self.published_item(item_id).await? {
-                Some(current) if current.source_key != published.source_key => {
-                    Ok(PublishOutcome::OwnedBy(current.source_key))
+            Err(err) if super::is_condition_failure(&err) => {
+                match self.published_item(item_id).await? {
+                    Some(current) if current.source_key != published.source_key => {
+                        Ok(PublishOutcome::OwnedBy(current.source_key))
+                    }
+                    _ => Ok(PublishOutcome::Stale),
                 }
-                _ => Ok(PublishOutcome::Stale),
-            },
-            Err(err) => Err(unavailable("PutItem", &err)),
+            }
+            Err(err) => Err(super::unavailable(SERVICE, "PutItem", &err)),
         }
     }
 
@@ -213,8 +201,8 @@ impl CatalogStore for CatalogTable {
         match result {
             Ok(_) => Ok(()),
             // Already gone, owned by another file, or replaced by a newer version.
-            Err(err) if is_condition_failure(&err) => Ok(()),
-            Err(err) => Err(unavailable("DeleteItem", &err)),
+            Err(err) if super::is_condition_failure(&err) => Ok(()),
+            Err(err) => Err(super::unavailable(SERVICE, "DeleteItem", &err)),
         }
     }
 
@@ -250,8 +238,8 @@ impl CatalogStore for CatalogTable {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(err) if is_condition_failure(&err) => Ok(()), // a newer report stands
-            Err(err) => Err(unavailable("PutItem", &err)),
+            Err(err) if super::is_condition_failure(&err) => Ok(()), // a newer report stands
+            Err(err) => Err(super::unavailable(SERVICE, "PutItem", &err)),
         }
     }
 
@@ -282,8 +270,8 @@ impl CatalogStore for CatalogTable {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(err) if is_condition_failure(&err) => Ok(false),
-            Err(err) => Err(unavailable("PutItem", &err)),
+            Err(err) if super::is_condition_failure(&err) => Ok(false),
+            Err(err) => Err(super::unavailable(SERVICE, "PutItem", &err)),
         }
     }
 
@@ -296,7 +284,7 @@ impl CatalogStore for CatalogTable {
             .send()
             .await
             .map(|_| ())
-            .map_err(|err| unavailable("DeleteItem", &err))
+            .map_err(|err| super::unavailable(SERVICE, "DeleteItem", &err))
     }
 
     async fn contenders(&self, item_id: &str) -> Result<Vec<String>, StoreError> {
@@ -331,8 +319,8 @@ impl CatalogStore for CatalogTable {
         };
         match request.send().await {
             Ok(_) => Ok(()),
-            Err(err) if is_condition_failure(&err) => Ok(()),
-            Err(err) => Err(unavailable("UpdateItem", &err)),
+            Err(err) if super::is_condition_failure(&err) => Ok(()),
+            Err(err) => Err(super::unavailable(SERVICE, "UpdateItem", &err)),
         }
     }
 }

@@ -36,7 +36,30 @@ pub mod sfn;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
+use crate::catalog::index::StoreError;
 use crate::health::ProbeFailure;
+
+/// A failed call as the stores report it: the full error goes to the log,
+/// the caller gets the service and operation only.
+pub(crate) fn unavailable<E>(
+    service: &str,
+    operation: &str,
+    err: &SdkError<E, HttpResponse>,
+) -> StoreError
+where
+    E: std::error::Error + 'static,
+{
+    tracing::warn!(service, operation, error = %DisplayErrorContext(err), "AWS call failed");
+    StoreError::Unavailable(format!("{service} {operation} failed"))
+}
+
+/// Whether a DynamoDB write was refused by its condition expression.
+pub(crate) fn is_condition_failure<E: ProvideErrorMetadata>(
+    err: &SdkError<E, HttpResponse>,
+) -> bool {
+    err.as_service_error().and_then(ProvideErrorMetadata::code)
+        == Some("ConditionalCheckFailedException")
+}
 
 /// Sorts an SDK error into the few kinds an operator acts on. The full error
 /// goes to the log, never to the caller.

@@ -13,8 +13,6 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::config::http::HttpResponse;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use base64::Engine as _;
@@ -24,6 +22,8 @@ use crate::requests::{
     AuditEntry, IdempotencyRecord, ListError, ListQuery, LogEntry, Page, Request, RequestStore,
     Transition, TransitionError,
 };
+
+const SERVICE: &str = "DynamoDB";
 
 const REQUEST: &str = "REQUEST";
 /// How long an idempotency key names its request.
@@ -38,19 +38,6 @@ type Item = HashMap<String, AttributeValue>;
 
 fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
-}
-
-fn unavailable<E: std::error::Error + 'static>(
-    operation: &str,
-    err: &SdkError<E, HttpResponse>,
-) -> StoreError {
-    tracing::warn!(operation, error = %DisplayErrorContext(err), "DynamoDB call failed");
-    StoreError::Unavailable(format!("DynamoDB {operation} failed"))
-}
-
-fn condition_failed<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
-    err.as_service_error().and_then(ProvideErrorMetadata::code)
-        == Some("ConditionalCheckFailedException")
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
@@ -121,7 +108,7 @@ impl RequestTable {
             .send();
         let mut found = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|err| unavailable("Query", &err))?;
+            let page = page.map_err(|err| super::unavailable(SERVICE, "Query", &err))?;
             for item in page.items() {
                 found.push(document(item)?);
             }
@@ -197,8 +184,8 @@ impl RequestStore for RequestTable {
             .await;
         match created {
             Ok(_) => {}
-            Err(err) if condition_failed(&err) => return Ok(false),
-            Err(err) => return Err(unavailable("PutItem", &err)),
+            Err(err) if super::is_condition_failure(&err) => return Ok(false),
+            Err(err) => return Err(super::unavailable(SERVICE, "PutItem", &err)),
         }
         self.append_log(&request.id, log).await?;
         Ok(true)
@@ -214,7 +201,7 @@ impl RequestStore for RequestTable {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|err| unavailable("GetItem", &err))?;
+            .map_err(|err| super::unavailable(SERVICE, "GetItem", &err))?;
         output.item.as_ref().map(document).transpose()
     }
 
@@ -276,13 +263,13 @@ impl RequestStore for RequestTable {
             .await;
         match updated {
             Ok(_) => Ok(next),
-            Err(err) if condition_failed(&err) => {
+            Err(err) if super::is_condition_failure(&err) => {
                 let now = self.get(id).await?.ok_or(TransitionError::NotFound)?;
                 Err(TransitionError::Conflict {
                     current: now.status,
                 })
             }
-            Err(err) => Err(unavailable("UpdateItem", &err).into()),
+            Err(err) => Err(super::unavailable(SERVICE, "UpdateItem", &err).into()),
         }
     }
 
@@ -342,7 +329,7 @@ impl RequestStore for RequestTable {
                 let output = request
                     .send()
                     .await
-                    .map_err(|err| ListError::Store(unavailable("Query", &err)))?;
+                    .map_err(|err| ListError::Store(super::unavailable(SERVICE, "Query", &err)))?;
                 (output.items.unwrap_or_default(), output.last_evaluated_key)
             }
             None => {
@@ -356,7 +343,7 @@ impl RequestStore for RequestTable {
                     .set_exclusive_start_key(start)
                     .send()
                     .await
-                    .map_err(|err| ListError::Store(unavailable("Scan", &err)))?;
+                    .map_err(|err| ListError::Store(super::unavailable(SERVICE, "Scan", &err)))?;
                 (output.items.unwrap_or_default(), output.last_evaluated_key)
             }
         };
@@ -382,7 +369,7 @@ impl RequestStore for RequestTable {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|err| unavailable("GetItem", &err))?;
+            .map_err(|err| super::unavailable(SERVICE, "GetItem", &err))?;
         let entries = output
             .item
             .as_ref()
@@ -413,7 +400,7 @@ impl RequestStore for RequestTable {
             .send()
             .await
             .map(|_| ())
-            .map_err(|err| unavailable("PutItem", &err))
+            .map_err(|err| super::unavailable(SERVICE, "PutItem", &err))
     }
 
     async fn save_task_token(&self, id: &str, token: &str) -> Result<(), StoreError> {
@@ -426,7 +413,7 @@ impl RequestStore for RequestTable {
             .send()
             .await
             .map(|_| ())
-            .map_err(|err| unavailable("PutItem", &err))
+            .map_err(|err| super::unavailable(SERVICE, "PutItem", &err))
     }
 
     async fn claim_idempotency_key(
@@ -454,7 +441,7 @@ impl RequestStore for RequestTable {
             .await;
         match result {
             Ok(_) => Ok(record.clone()),
-            Err(err) if condition_failed(&err) => {
+            Err(err) if super::is_condition_failure(&err) => {
                 let output = self
                     .client
                     .get_item()
@@ -464,7 +451,7 @@ impl RequestStore for RequestTable {
                     .consistent_read(true)
                     .send()
                     .await
-                    .map_err(|err| unavailable("GetItem", &err))?;
+                    .map_err(|err| super::unavailable(SERVICE, "GetItem", &err))?;
                 let item = output.item.unwrap_or_default();
                 let text = |name: &str| {
                     item.get(name)
@@ -477,7 +464,7 @@ impl RequestStore for RequestTable {
                     request_id: text("request_id"),
                 })
             }
-            Err(err) => Err(unavailable("PutItem", &err)),
+            Err(err) => Err(super::unavailable(SERVICE, "PutItem", &err)),
         }
     }
 }

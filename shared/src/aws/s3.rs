@@ -6,6 +6,8 @@ use aws_sdk_s3::Client;
 use crate::catalog::index::{CatalogSource, SourceObject, StoreError};
 use crate::health::{Probe, ProbeFailure};
 
+const SERVICE: &str = "S3";
+
 /// Checks that a bucket exists and that we may read it.
 pub struct BucketProbe {
     client: Client,
@@ -53,18 +55,6 @@ impl CatalogBucket {
     }
 }
 
-fn unavailable<E>(
-    operation: &str,
-    err: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
-) -> StoreError
-where
-    E: std::error::Error + 'static,
-{
-    let detail = aws_sdk_s3::error::DisplayErrorContext(err).to_string();
-    tracing::warn!(operation, error = %detail, "S3 call failed");
-    StoreError::Unavailable(format!("S3 {operation} failed"))
-}
-
 #[async_trait]
 impl CatalogSource for CatalogBucket {
     async fn fetch(&self, key: &str, max_bytes: usize) -> Result<Option<SourceObject>, StoreError> {
@@ -80,7 +70,7 @@ impl CatalogSource for CatalogBucket {
             Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
                 return Ok(None)
             }
-            Err(err) => return Err(unavailable("GetObject", &err)),
+            Err(err) => return Err(super::unavailable(SERVICE, "GetObject", &err)),
         };
         let modified = response
             .last_modified()
@@ -113,7 +103,7 @@ impl CatalogSource for CatalogBucket {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|err| unavailable("ListObjectsV2", &err))?;
+            let page = page.map_err(|err| super::unavailable(SERVICE, "ListObjectsV2", &err))?;
             keys.extend(
                 page.contents()
                     .iter()

@@ -7,6 +7,8 @@ use crate::catalog::index::StoreError;
 use crate::health::{Probe, ProbeFailure};
 use crate::requests::Workflow;
 
+const SERVICE: &str = "Step Functions";
+
 /// Checks that a state machine exists and answers.
 pub struct StateMachineProbe {
     client: Client,
@@ -64,14 +66,6 @@ impl Fulfillment {
     }
 }
 
-fn unavailable<E: std::error::Error + 'static>(
-    operation: &str,
-    err: &aws_sdk_sfn::error::SdkError<E, aws_sdk_sfn::config::http::HttpResponse>,
-) -> StoreError {
-    tracing::warn!(operation, error = %aws_sdk_sfn::error::DisplayErrorContext(err), "Step Functions call failed");
-    StoreError::Unavailable(format!("Step Functions {operation} failed"))
-}
-
 #[async_trait]
 impl Workflow for Fulfillment {
     async fn start(&self, name: &str, input: &str) -> Result<String, StoreError> {
@@ -93,7 +87,7 @@ impl Workflow for Fulfillment {
             {
                 Ok(self.execution_arn(name))
             }
-            Err(err) => Err(unavailable("StartExecution", &err)),
+            Err(err) => Err(super::unavailable(SERVICE, "StartExecution", &err)),
         }
     }
 
@@ -114,7 +108,7 @@ impl Workflow for Fulfillment {
             {
                 Ok(())
             }
-            Err(err) => Err(unavailable("StopExecution", &err)),
+            Err(err) => Err(super::unavailable(SERVICE, "StopExecution", &err)),
         }
     }
 }
