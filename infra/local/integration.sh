@@ -7,6 +7,8 @@ cd "$(dirname "$0")/../.."
 
 stack() { .venv/bin/python infra/local/stack.py "$@" --name test; }
 
+# Build the tests first, so the stack's functions do not sit idle meanwhile.
+cargo test -p pao-integration --no-run
 stack down >/dev/null
 trap 'stack down >/dev/null' EXIT
 # Tests must see a change at once, so the catalog API does not cache here.

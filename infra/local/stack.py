@@ -166,7 +166,10 @@ class Stack:
         self.start("functions", [
             str(VENV_BIN / "cargo-lambda"), "lambda", "watch", "--ignore-changes",
             "--invoke-address", "127.0.0.1", "--invoke-port", str(ports.lambda_),
-            "--env-file", str(functions_file), "--timeout", "120",
+            # An idle instance's wait for its next event is bounded by this
+            # too; at 120 s idle instances died mid-run with "missing
+            # lambda-runtime-aws-request-id header" and were not restarted.
+            "--env-file", str(functions_file), "--timeout", "86400",
             "--concurrency", os.environ.get("PAO_LAMBDA_CONCURRENCY", "8"),
         ], env=watch_env)
 
