@@ -31,6 +31,18 @@ pub fn references(text: &str) -> Result<Vec<Reference>, String> {
     if !is_template(text) {
         return Ok(Vec::new());
     }
+    if let Some(pieces) = simple(text) {
+        let mut found: Vec<Reference> = Vec::new();
+        for piece in pieces {
+            if let Piece::Path(path) = piece {
+                let reference = Reference(path.split('.').map(str::to_string).collect());
+                if !found.contains(&reference) {
+                    found.push(reference);
+                }
+            }
+        }
+        return Ok(found);
+    }
     // Parsing alone: a whole `Tera` (with its filters and functions) per
     // string would cost more than the parse.
     tera::Template::new("t", None, text).map_err(|err| syntax_message(&err))?;
@@ -45,6 +57,63 @@ pub fn references(text: &str) -> Result<Vec<Reference>, String> {
         });
     }
     Ok(found)
+}
+
+/// A part of a simple template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Piece<'a> {
+    Text(&'a str),
+    /// A dotted variable path, such as `fields.name`.
+    Path(&'a str),
+}
+
+/// The pieces of a template made only of text and `{{ dotted.path }}`
+/// placeholders, the form nearly every catalog string takes; `None` for
+/// anything else (filters, statements, comments, literals), which goes
+/// to Tera. Recognising the simple form directly costs a scan instead of a
+/// parse, for validation and rendering alike.
+pub(crate) fn simple(text: &str) -> Option<Vec<Piece<'_>>> {
+    if text.contains("{%") || text.contains("{#") {
+        return None;
+    }
+    let mut pieces = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        if start > 0 {
+            pieces.push(Piece::Text(&rest[..start]));
+        }
+        let after = &rest[start + 2..];
+        let end = after.find("}}")?;
+        let path = after[..end].trim();
+        if !is_dotted_path(path) {
+            return None;
+        }
+        pieces.push(Piece::Path(path));
+        rest = &after[end + 2..];
+    }
+    if !rest.is_empty() {
+        pieces.push(Piece::Text(rest));
+    }
+    Some(pieces)
+}
+
+/// `name(.name|.index)*` where the first name is not a keyword or literal.
+fn is_dotted_path(path: &str) -> bool {
+    let mut segments = path.split('.');
+    let Some(first) = segments.next() else {
+        return false;
+    };
+    let is_name = |segment: &str| {
+        segment.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && segment
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let is_index =
+        |segment: &str| !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit());
+    is_name(first)
+        && !KEYWORDS.contains(&first)
+        && segments.all(|segment| is_name(segment) || is_index(segment))
 }
 
 fn syntax_message(err: &tera::Error) -> String {
@@ -237,6 +306,31 @@ mod tests {
     #[test]
     fn reports_each_reference_once() {
         assert_eq!(dotted("{{fields.a}}{{fields.a}}"), ["fields.a"]);
+    }
+
+    #[test]
+    fn simple_templates_are_recognised_without_the_parser() {
+        assert_eq!(
+            simple("db-{{ request.id }}/{{fields.tags.0}}"),
+            Some(vec![
+                Piece::Text("db-"),
+                Piece::Path("request.id"),
+                Piece::Text("/"),
+                Piece::Path("fields.tags.0"),
+            ])
+        );
+        for complex in [
+            "{{ fields.a | upper }}",
+            "{{ true }}",
+            "{{ 'x' }}",
+            "{{- fields.a }}",
+            "{% if fields.a %}x{% endif %}",
+            "{{ fields.a }",
+            "{{ fields..a }}",
+            "{{ 0.a }}",
+        ] {
+            assert_eq!(simple(complex), None, "{complex}");
+        }
     }
 
     #[test]
