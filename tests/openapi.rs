@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
-use pao_integration::{as_admin, as_user, env, http, unique, Stack};
+use pao_integration::{as_admin, as_service, as_user, env, http, unique, Stack};
 use reqwest::{header, Method, RequestBuilder, StatusCode};
 use serde_json::{json, Value};
 
@@ -139,6 +139,8 @@ enum Caller<'a> {
     Anonymous,
     User(&'a str, &'a [&'a str]),
     Admin,
+    /// A service with this IAM ARN, on the IAM-authorised routes.
+    Service(&'a str),
 }
 
 /// The stack's API, with the document to check every answer against.
@@ -191,6 +193,7 @@ impl Api {
             Caller::Anonymous => request,
             Caller::User(email, groups) => as_user(request, email, groups),
             Caller::Admin => as_admin(request),
+            Caller::Service(arn) => as_service(request, arn),
         };
         let response = prepare(request).send().await.expect("the API answers");
         let status = response.status();
@@ -362,6 +365,28 @@ fn only_the_public_routes_need_no_caller() {
     .collect();
     assert_eq!(public, expected);
     assert_eq!(TEMPLATE.matches("Authorizer: NONE").count(), expected.len());
+
+    // The template's `Authorizer: AWS_IAM` routes are the document's SigV4 ones.
+    let signed: BTreeSet<(String, String)> = document_operations(&doc)
+        .into_iter()
+        .filter(|(method, path)| {
+            doc["paths"][path][method.to_lowercase()]["security"] == json!([{"sigv4": []}])
+        })
+        .collect();
+    assert_eq!(
+        signed,
+        BTreeSet::from([
+            ("POST".to_string(), "/api/v1/service/requests".to_string()),
+            (
+                "GET".to_string(),
+                "/api/v1/service/requests/{id}".to_string()
+            ),
+        ])
+    );
+    assert_eq!(
+        TEMPLATE.matches("Authorizer: AWS_IAM").count(),
+        signed.len()
+    );
 }
 
 #[test]
@@ -788,6 +813,86 @@ async fn every_route_answers_as_documented() {
     let audit = trail.body["audit"].as_array().unwrap();
     assert_eq!(audit.last().unwrap()["to"], "Cancelled");
     assert!(!trail.body["entries"].as_array().unwrap().is_empty());
+
+    // ------------------------------------------------------------ services (IAM)
+    let service_requests = "/api/v1/service/requests";
+    let service_one = "/api/v1/service/requests/{id}";
+    let role = format!("arn:aws:iam::123456789012:role/{}", unique("svc"));
+    let session = format!(
+        "{}/session-1",
+        role.replace(":iam::", ":sts::")
+            .replace(":role/", ":assumed-role/")
+    );
+    let queue = json!({"item_id": "messaging-queue", "fields": {
+        "queue_name": "orders-events", "environment": "dev", "queue_type": "standard",
+        "throughput": 50, "retention_days": 4, "data_classification": "internal",
+        "dead_letter_queue": false, "consumers": "The billing service reads order events."
+    }});
+    let service_submit = |caller, body: Value| {
+        api.call(
+            Method::POST,
+            service_requests,
+            service_requests,
+            caller,
+            move |r| r.json(&body),
+        )
+    };
+    let by_service = service_submit(Caller::Service(&session), queue.clone()).await;
+    assert_eq!(
+        by_service.status,
+        StatusCode::ACCEPTED,
+        "{}",
+        by_service.body
+    );
+    let service_id = by_service.body["id"].as_str().unwrap().to_string();
+    assert_eq!(by_service.body["requester"]["subject"], role.as_str());
+    assert_eq!(
+        by_service.headers[header::LOCATION],
+        format!("/api/v1/service/requests/{service_id}").as_str()
+    );
+    for (caller, body, expected) in [
+        // Items that do not admit the service group are not there for it.
+        (
+            Caller::Service(&role),
+            submission.clone(),
+            StatusCode::NOT_FOUND,
+        ),
+        // A user's identity does not open a service route.
+        (dev, queue.clone(), StatusCode::UNAUTHORIZED),
+        (anonymous, queue.clone(), StatusCode::UNAUTHORIZED),
+        (
+            Caller::Service("not-an-arn"),
+            queue.clone(),
+            StatusCode::UNAUTHORIZED,
+        ),
+    ] {
+        let answer = service_submit(caller, body).await;
+        assert_eq!(answer.status, expected, "{}", answer.body);
+    }
+    let other_role = "arn:aws:iam::123456789012:role/someone-else";
+    for (request, caller, expected) in [
+        (service_id.as_str(), Caller::Service(&role), StatusCode::OK),
+        (
+            service_id.as_str(),
+            Caller::Service(other_role),
+            StatusCode::NOT_FOUND,
+        ),
+        (service_id.as_str(), dev, StatusCode::UNAUTHORIZED),
+        (id.as_str(), Caller::Service(&role), StatusCode::NOT_FOUND),
+    ] {
+        let target = service_one.replace("{id}", request);
+        let answer = api.get(service_one, &target, caller).await;
+        assert_eq!(answer.status, expected, "{target}: {}", answer.body);
+    }
+    // A service identity does not open a user route either.
+    let as_user_route = api
+        .get(
+            one,
+            &format!("/api/v1/requests/{service_id}"),
+            Caller::Service(&role),
+        )
+        .await;
+    assert_eq!(as_user_route.status, StatusCode::UNAUTHORIZED);
 
     // ------------------------------------------------------------ coverage
     let called = api.called.lock().unwrap().clone();

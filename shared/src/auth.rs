@@ -12,6 +12,8 @@ use crate::config::ConfigError;
 
 pub const DEV_USER_HEADER: &str = "x-pao-dev-user";
 pub const DEV_GROUPS_HEADER: &str = "x-pao-dev-groups";
+/// The dev-mode stand-in for a SigV4-signed call: the caller's IAM ARN.
+pub const DEV_SERVICE_HEADER: &str = "x-pao-dev-service";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMode {
@@ -66,6 +68,68 @@ pub fn principal(req: &Request, mode: AuthMode) -> Option<Principal> {
     match mode {
         AuthMode::Jwt => from_claims(req),
         AuthMode::Dev => from_dev_headers(req),
+    }
+}
+
+/// The service calling an IAM-authorised route, or `None`. In AWS the
+/// route's `AWS_IAM` authorizer has checked the SigV4 signature and the
+/// caller's `execute-api:Invoke` permission, and passes the caller's ARN.
+/// A service is named by its role, not by one session of it, so all its
+/// sessions share their requests; it is a member of `service_group` only,
+/// which catalog items name in `access.groups` to admit services.
+pub fn service_principal(req: &Request, mode: AuthMode, service_group: &str) -> Option<Principal> {
+    let arn = match mode {
+        AuthMode::Jwt => {
+            let RequestContext::ApiGatewayV2(context) = req.request_context_ref()? else {
+                return None;
+            };
+            context
+                .authorizer
+                .as_ref()?
+                .iam
+                .as_ref()?
+                .user_arn
+                .clone()?
+        }
+        AuthMode::Dev => req
+            .headers()
+            .get(DEV_SERVICE_HEADER)?
+            .to_str()
+            .ok()?
+            .trim()
+            .to_string(),
+    };
+    let subject = role_of(&arn)?;
+    Some(Principal {
+        email: subject.clone(),
+        subject,
+        groups: BTreeSet::from([service_group.to_string()]),
+    })
+}
+
+/// `arn:aws:sts::1:assumed-role/Deployer/session-7` → `arn:aws:iam::1:role/Deployer`;
+/// other IAM ARNs as they are; anything that is not an ARN → `None`.
+fn role_of(arn: &str) -> Option<String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let [_, partition, service, _, account, resource] = parts.as_slice() else {
+        return None;
+    };
+    let well_formed = arn.starts_with("arn:")
+        && !partition.is_empty()
+        && !resource.is_empty()
+        && arn.len() <= 2048
+        && !arn.chars().any(char::is_control);
+    match (*service, resource.strip_prefix("assumed-role/")) {
+        _ if !well_formed => None,
+        ("sts", Some(role_and_session)) => {
+            let role = role_and_session
+                .split('/')
+                .next()
+                .filter(|r| !r.is_empty())?;
+            Some(format!("arn:{partition}:iam::{account}:role/{role}"))
+        }
+        ("iam" | "sts", _) => Some(arn.to_string()),
+        _ => None,
     }
 }
 
@@ -187,6 +251,44 @@ mod tests {
     fn jwt_claims_are_ignored_in_dev_mode() {
         let req = request(&[], Some(serde_json::json!({"sub": "u-1"})));
         assert_eq!(principal(&req, AuthMode::Dev), None);
+    }
+
+    #[test]
+    fn a_service_is_named_by_its_role_and_given_the_service_group() {
+        let mut req = request(&[], None);
+        if let Some(RequestContext::ApiGatewayV2(context)) = req.request_context_ref() {
+            let mut context = context.clone();
+            let authorizer = serde_json::json!({"iam": {
+                "accountId": "123", "callerId": "AROA:s", "userId": "AROA:s",
+                "userArn": "arn:aws:sts::123:assumed-role/Deployer/ci-run-7"
+            }});
+            context.authorizer = Some(serde_json::from_value(authorizer).unwrap());
+            req.extensions_mut()
+                .insert(RequestContext::ApiGatewayV2(context));
+        }
+        let service = service_principal(&req, AuthMode::Jwt, "services").unwrap();
+        assert_eq!(service.subject, "arn:aws:iam::123:role/Deployer");
+        assert_eq!(service.groups, BTreeSet::from(["services".to_string()]));
+        // The IAM context is not a user, and dev headers are not IAM.
+        assert_eq!(principal(&req, AuthMode::Jwt), None);
+        assert_eq!(service_principal(&req, AuthMode::Dev, "services"), None);
+    }
+
+    #[test]
+    fn the_dev_service_header_works_in_dev_mode_only_and_must_be_an_arn() {
+        let req = request(&[(DEV_SERVICE_HEADER, "arn:aws:iam::123:user/ci")], None);
+        let service = service_principal(&req, AuthMode::Dev, "svc").unwrap();
+        assert_eq!(service.subject, "arn:aws:iam::123:user/ci");
+        assert_eq!(service_principal(&req, AuthMode::Jwt, "svc"), None);
+        for bad in [
+            "ci",
+            "arn:aws:s3:::bucket/key",
+            "arn:aws:sts::1:assumed-role/",
+            "",
+        ] {
+            let req = request(&[(DEV_SERVICE_HEADER, bad)], None);
+            assert_eq!(service_principal(&req, AuthMode::Dev, "svc"), None, "{bad}");
+        }
     }
 
     #[test]

@@ -58,6 +58,12 @@ pub fn as_user(
 }
 
 /// A member of the admin group.
+/// A service calling an IAM-authorised route as `arn` (the dev-mode stand-in
+/// for a SigV4 signature).
+pub fn as_service(request: reqwest::RequestBuilder, arn: &str) -> reqwest::RequestBuilder {
+    request.header("X-Pao-Dev-Service", arn)
+}
+
 pub fn as_admin(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
     as_user(request, "admin@example.com", &["pao-admins"])
 }

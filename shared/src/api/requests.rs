@@ -24,6 +24,8 @@ const MAX_KEY_CHARS: usize = 128;
 pub struct RequestsApi {
     requests: Requests,
     auth: AuthMode,
+    /// The group IAM-authorised service callers are members of.
+    service_group: String,
 }
 
 #[derive(Deserialize)]
@@ -65,8 +67,12 @@ impl From<RequestError> for ApiError {
 }
 
 impl RequestsApi {
-    pub fn new(requests: Requests, auth: AuthMode) -> Self {
-        Self { requests, auth }
+    pub fn new(requests: Requests, auth: AuthMode, service_group: String) -> Self {
+        Self {
+            requests,
+            auth,
+            service_group,
+        }
     }
 
     /// Reads the configuration and builds the SDK clients, once per process.
@@ -76,6 +82,7 @@ impl RequestsApi {
         let catalog_table = env.required("PAO_CATALOG_TABLE")?;
         let state_machine = env.required("PAO_FULFILLMENT_STATE_MACHINE_ARN")?;
         let admin_group = env.or("PAO_ADMIN_GROUP", "pao-admins");
+        let service_group = env.or("PAO_SERVICE_GROUP", "services");
         let item_ttl = env.number("PAO_CATALOG_CACHE_TTL_SECONDS", 30)?;
         let auth = AuthMode::from_env()?;
         let sdk = crate::aws::sdk_config().await;
@@ -91,7 +98,7 @@ impl RequestsApi {
             admin_group,
         )
         .with_item_cache(std::time::Duration::from_secs(item_ttl));
-        Ok(Self::new(requests, auth))
+        Ok(Self::new(requests, auth, service_group))
     }
 
     pub async fn handle(&self, req: Request) -> Response<Body> {
@@ -102,16 +109,29 @@ impl RequestsApi {
     }
 
     async fn route(&self, req: &Request) -> Result<Response<Body>, ApiError> {
-        let caller = auth::principal(req, self.auth).ok_or_else(ApiError::unauthenticated)?;
+        let key = route_key(req);
+        // Service routes (`/api/v1/service/...`) sit behind the AWS_IAM
+        // authorizer, every other route behind the JWT one; each reads only
+        // its own kind of identity.
+        let caller = match key {
+            Some(key) if key.contains(" /api/v1/service/") => {
+                auth::service_principal(req, self.auth, &self.service_group)
+            }
+            _ => auth::principal(req, self.auth),
+        }
+        .ok_or_else(ApiError::unauthenticated)?;
         let id = req
             .path_parameters_ref()
             .and_then(|params| params.first("id"))
             .unwrap_or_default()
             .to_string();
-        match route_key(req) {
-            Some("POST /api/v1/requests") => self.submit(&caller, req).await,
+        match key {
+            Some("POST /api/v1/requests") => self.submit(&caller, req, "/api/v1/requests").await,
+            Some("POST /api/v1/service/requests") => {
+                self.submit(&caller, req, "/api/v1/service/requests").await
+            }
             Some("GET /api/v1/requests") => self.list(&caller, req).await,
-            Some("GET /api/v1/requests/{id}") => {
+            Some("GET /api/v1/requests/{id}" | "GET /api/v1/service/requests/{id}") => {
                 let request = self.requests.get(&caller, &id).await?;
                 Ok(json(StatusCode::OK, &request))
             }
@@ -146,7 +166,14 @@ impl RequestsApi {
         }
     }
 
-    async fn submit(&self, caller: &Principal, req: &Request) -> Result<Response<Body>, ApiError> {
+    /// Submits a request; the answer's `Location` is `{base}/{id}`, on the
+    /// caller's own side of the API (user or service routes).
+    async fn submit(
+        &self,
+        caller: &Principal,
+        req: &Request,
+        base: &str,
+    ) -> Result<Response<Body>, ApiError> {
         let content_type = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -204,9 +231,7 @@ impl RequestsApi {
             )
             .await?;
         let mut response = json(StatusCode::ACCEPTED, &request);
-        if let Ok(location) =
-            header::HeaderValue::from_str(&format!("/api/v1/requests/{}", request.id))
-        {
+        if let Ok(location) = header::HeaderValue::from_str(&format!("{base}/{}", request.id)) {
             response.headers_mut().insert(header::LOCATION, location);
         }
         Ok(response)
