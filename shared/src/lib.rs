@@ -4,6 +4,7 @@
 //! wire these pieces together.
 
 pub mod action;
+pub mod actions;
 pub mod api;
 pub mod auth;
 pub mod aws;
@@ -11,6 +12,7 @@ pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod health;
+pub mod outbound;
 pub mod requests;
 pub mod selftest;
 pub mod telemetry;

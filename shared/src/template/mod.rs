@@ -6,6 +6,8 @@
 
 use std::collections::BTreeSet;
 
+pub mod render;
+
 /// A variable a template reads, as its dotted path: `["response", "db", "endpoint"]`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Reference(pub Vec<String>);

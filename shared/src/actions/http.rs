@@ -1,0 +1,234 @@
+//! The `rest-api` and `webhook` actions: one HTTP call each, built from the
+//! action's config rendered at run time, its answer classified for the
+//! state machine (5xx, 429 and time-outs are worth retrying, any other
+//! failure is not) and, for rest-api, mapped into the action's outputs with
+//! RFC 9535 JSONPath.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use serde_json_path::JsonPath;
+
+use crate::action::ActionError;
+use crate::outbound::{Call, Egress, EgressError, Reply};
+use crate::template::render::{render, Context, Secrets};
+
+/// The two kinds of HTTP action differ only in their defaults and in
+/// whether they read the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    RestApi,
+    Webhook,
+}
+
+/// A config after rendering, with its types checked.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rendered {
+    method: Option<String>,
+    url: String,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    query: BTreeMap<String, Value>,
+    body: Option<Value>,
+    success_codes: Option<Vec<u16>>,
+    #[serde(default)]
+    response_mapping: BTreeMap<String, String>,
+    timeout_seconds: Option<u64>,
+}
+
+/// A call ready to send, with what to make of its answer.
+#[derive(Debug)]
+pub struct Prepared {
+    call: Call,
+    success_codes: Vec<u16>,
+    mapping: Vec<(String, JsonPath)>,
+}
+
+impl Prepared {
+    /// `POST https://host/path`: what a log line may say of the call (no
+    /// query string, no headers, no body).
+    pub fn describe(&self) -> String {
+        let shown = reqwest::Url::parse(&self.call.url)
+            .map(|url| {
+                format!(
+                    "{}://{}{}",
+                    url.scheme(),
+                    url.host_str().unwrap_or(""),
+                    url.path()
+                )
+            })
+            .unwrap_or_else(|_| "an invalid URL".to_string());
+        format!("{} {shown}", self.call.method)
+    }
+}
+
+const DEFAULT_TIMEOUT_SECONDS: u64 = 30;
+const MAX_TIMEOUT_SECONDS: u64 = 300;
+
+/// Renders `config` and checks what rendering produced. A config that does
+/// not render will not render on a retry either: every error is fatal.
+pub fn prepare(kind: Kind, config: &Value, context: &Context) -> Result<Prepared, ActionError> {
+    let fatal = |message: String| ActionError::Fatal(message);
+    let Value::Object(config) = config else {
+        return Err(fatal("config: must be a mapping".to_string()));
+    };
+    let mut rendered = Map::new();
+    for (key, value) in config {
+        // Secrets may be sent in headers only, never in a URL or a body.
+        let secrets = if key == "headers" {
+            Secrets::Allowed
+        } else {
+            Secrets::Refused
+        };
+        // The mapping's JSONPath expressions are not templates.
+        let value = if key == "response_mapping" {
+            value.clone()
+        } else {
+            render(value, context, secrets, &format!("config.{key}"))
+                .map_err(|err| fatal(err.to_string()))?
+        };
+        rendered.insert(key.clone(), value);
+    }
+    let rendered: Rendered = serde_json::from_value(Value::Object(rendered))
+        .map_err(|err| fatal(format!("config, once rendered: {err}")))?;
+
+    let method = match (&rendered.method, kind) {
+        (Some(method), _) => method.to_ascii_uppercase(),
+        (None, Kind::RestApi) => "GET".to_string(),
+        (None, Kind::Webhook) => "POST".to_string(),
+    };
+    let method = match method.as_str() {
+        "GET" | "POST" | "PUT" | "PATCH" | "DELETE" => Method::from_bytes(method.as_bytes())
+            .map_err(|_| fatal(format!("config.method: `{method}` is not an HTTP method")))?,
+        other => {
+            return Err(fatal(format!(
+                "config.method: `{other}` is not one of GET, POST, PUT, PATCH, DELETE"
+            )))
+        }
+    };
+    let mut url = reqwest::Url::parse(&rendered.url).map_err(|err| {
+        fatal(format!(
+            "config.url: `{}` is not a URL ({err})",
+            rendered.url
+        ))
+    })?;
+    if !rendered.query.is_empty() {
+        let mut pairs = url.query_pairs_mut();
+        for (name, value) in &rendered.query {
+            let value = match value {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            pairs.append_pair(name, &value);
+        }
+    }
+    let timeout = rendered.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS);
+    if !(1..=MAX_TIMEOUT_SECONDS).contains(&timeout) {
+        return Err(fatal(format!(
+            "config.timeout_seconds: {timeout} is not between 1 and {MAX_TIMEOUT_SECONDS}"
+        )));
+    }
+    let mapping = rendered
+        .response_mapping
+        .iter()
+        .map(|(name, path)| {
+            JsonPath::parse(path)
+                .map(|parsed| (name.clone(), parsed))
+                .map_err(|err| {
+                    fatal(format!(
+                        "config.response_mapping.{name}: `{path}` is not JSONPath: {err}"
+                    ))
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Prepared {
+        call: Call {
+            method,
+            url: url.to_string(),
+            headers: rendered.headers.into_iter().collect(),
+            body: rendered.body,
+            timeout: Duration::from_secs(timeout),
+        },
+        success_codes: rendered
+            .success_codes
+            .unwrap_or_else(|| vec![200, 201, 202, 204]),
+        mapping,
+    })
+}
+
+/// Sends the call and makes the action's outputs of the answer:
+/// `status_code`, and each `response_mapping` entry. `redact` holds values
+/// that must never appear in a message (the secrets of the env namespace).
+pub async fn execute(
+    egress: &Egress,
+    prepared: Prepared,
+    redact: &[&str],
+) -> Result<Map<String, Value>, ActionError> {
+    let described = prepared.describe();
+    let reply = egress.send(prepared.call).await.map_err(|err| match err {
+        EgressError::Refused(reason) => ActionError::Fatal(format!("{described}: {reason}")),
+        EgressError::Timeout(_) | EgressError::Connection(_) => {
+            ActionError::Retryable(format!("{described}: {err}"))
+        }
+    })?;
+    let status = reply.status;
+    if !prepared.success_codes.contains(&status.as_u16()) {
+        let message = format!("{described} answered {status}{}", excerpt(&reply, redact));
+        return Err(if status == StatusCode::TOO_MANY_REQUESTS {
+            ActionError::Throttled(message)
+        } else if status.is_server_error() {
+            ActionError::Retryable(message)
+        } else {
+            ActionError::Fatal(message)
+        });
+    }
+    let mut outputs = Map::new();
+    outputs.insert("status_code".to_string(), Value::from(status.as_u16()));
+    if prepared.mapping.is_empty() {
+        return Ok(outputs);
+    }
+    let body: Value = serde_json::from_slice(&reply.body).map_err(|_| {
+        ActionError::Fatal(format!(
+            "{described} answered {status} without a JSON body, so response_mapping cannot apply"
+        ))
+    })?;
+    for (name, path) in prepared.mapping {
+        let found = path.query(&body).all();
+        let value = match found.as_slice() {
+            [] => {
+                return Err(ActionError::Fatal(format!(
+                    "response_mapping.{name}: `{path}` matched nothing in the answer of {described}"
+                )))
+            }
+            [one] => (*one).clone(),
+            many => Value::Array(many.iter().map(|v| (*v).clone()).collect()),
+        };
+        outputs.insert(name, value);
+    }
+    Ok(outputs)
+}
+
+/// `: <the first 200 characters of the answer>`, secrets blanked, for an
+/// operator reading why a call failed.
+fn excerpt(reply: &Reply, redact: &[&str]) -> String {
+    let text = String::from_utf8_lossy(&reply.body);
+    let mut text: String = text.chars().take(200).collect();
+    for secret in redact.iter().filter(|s| !s.is_empty()) {
+        text = text.replace(secret, "[redacted]");
+    }
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!(": {text}")
+    }
+}
+
+#[cfg(test)]
+#[path = "http_tests.rs"]
+mod tests;

@@ -1,0 +1,3 @@
+//! The actions PAO runs itself, each behind the contract of `crate::action`.
+
+pub mod http;

@@ -1,0 +1,315 @@
+//! The one HTTP client for calls to services outside AWS (rest-api and
+//! webhook actions, JIRA): connect and total timeouts, no redirects, no
+//! proxy, a bounded response, and no connection to a loopback, link-local
+//! (cloud metadata), private or otherwise internal address unless the
+//! deployment's allow-list names it. The check runs on the addresses the
+//! connection actually uses (our own resolver hands them to the client), so a
+//! name that resolves differently the second time cannot slip past it.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use reqwest::{Method, StatusCode};
+use thiserror::Error;
+
+use crate::config::ConfigError;
+
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most of a response body read; the rest is not waited for.
+pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+/// Networks a deployment lets calls reach although they are internal
+/// (`PAO_EGRESS_ALLOW`: comma-separated CIDRs, such as `10.20.0.0/16`).
+#[derive(Debug, Clone, Default)]
+pub struct AllowList(Vec<IpNet>);
+
+impl AllowList {
+    pub const VARIABLE: &'static str = "PAO_EGRESS_ALLOW";
+
+    pub fn parse(list: &str) -> Result<Self, ConfigError> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                entry
+                    .parse::<IpNet>()
+                    .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| ConfigError::Invalid {
+                        name: Self::VARIABLE,
+                        reason: format!("`{entry}` is neither an address nor a CIDR"),
+                    })
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+
+    /// Whether a call may connect to `ip`.
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        !is_internal(ip) || self.0.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// Addresses that are not the public internet: loopback, private, link-local
+/// (169.254.169.254 is the instance metadata service), shared, unspecified,
+/// multicast, documentation and IPv6 unique-local, and IPv4 inside IPv6.
+pub fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 198 && (b == 18 || b == 19))
+                || a >= 240
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_internal(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || first == 0x2001 && v6.segments()[1] == 0x0db8
+                || first == 0x0064
+        }
+    }
+}
+
+/// Resolves names and keeps only the addresses the allow-list permits.
+struct GuardedResolver {
+    allow: Arc<AllowList>,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let allow = self.allow.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let permitted: Vec<SocketAddr> = resolved
+                .iter()
+                .copied()
+                .filter(|addr| allow.permits(addr.ip()))
+                .collect();
+            if permitted.is_empty() {
+                return Err(Box::new(EgressError::Refused(format!(
+                    "{host} resolves only to internal addresses"
+                ))) as _);
+            }
+            Ok(Box::new(permitted.into_iter()) as Addrs)
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum EgressError {
+    /// The destination is not one PAO may call (SSRF guard, bad URL).
+    #[error("{0}")]
+    Refused(String),
+    #[error("no answer within {0} s")]
+    Timeout(u64),
+    /// Could not connect or the connection broke: worth another try.
+    #[error("{0}")]
+    Connection(String),
+}
+
+/// One call to make.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: Method,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<serde_json::Value>,
+    pub timeout: Duration,
+}
+
+/// What came back: the status and at most [`MAX_RESPONSE_BYTES`] of body.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Vec<u8>,
+}
+
+#[derive(Clone)]
+pub struct Egress {
+    client: reqwest::Client,
+    allow: Arc<AllowList>,
+}
+
+impl Egress {
+    pub fn new(allow: AllowList) -> Self {
+        let allow = Arc::new(allow);
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver {
+                allow: allow.clone(),
+            }))
+            .user_agent(concat!("pao/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Self { client, allow }
+    }
+
+    pub async fn send(&self, call: Call) -> Result<Reply, EgressError> {
+        let url = reqwest::Url::parse(&call.url)
+            .map_err(|err| EgressError::Refused(format!("`{}` is not a URL: {err}", call.url)))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(EgressError::Refused(format!(
+                "only http and https URLs may be called, not {}",
+                url.scheme()
+            )));
+        }
+        // An address in the URL is never resolved, so it is checked here.
+        let Some(host) = url.host_str() else {
+            return Err(EgressError::Refused("the URL has no host".to_string()));
+        };
+        let literal = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .ok();
+        if let Some(ip) = literal.filter(|ip| !self.allow.permits(*ip)) {
+            return Err(EgressError::Refused(format!(
+                "{ip} is an internal address PAO may not call"
+            )));
+        }
+        let seconds = call.timeout.as_secs();
+        let mut request = self.client.request(call.method, url).timeout(call.timeout);
+        for (name, value) in &call.headers {
+            request = request.header(name, value);
+        }
+        if let Some(body) = &call.body {
+            request = request.json(body);
+        }
+        let classify = |err: reqwest::Error| classify(err, seconds);
+        let mut response = request.send().await.map_err(classify)?;
+        let status = response.status();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(classify)? {
+            let room = MAX_RESPONSE_BYTES - body.len();
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if body.len() == MAX_RESPONSE_BYTES {
+                break;
+            }
+        }
+        Ok(Reply { status, body })
+    }
+}
+
+/// A failed call in words that never include the request (its headers may
+/// hold a secret): only what went wrong.
+fn classify(err: reqwest::Error, seconds: u64) -> EgressError {
+    use std::error::Error as _;
+    if err.is_timeout() {
+        return EgressError::Timeout(seconds);
+    }
+    let mut source = err.source();
+    while let Some(cause) = source {
+        if let Some(refused) = cause.downcast_ref::<EgressError>() {
+            return refused.clone();
+        }
+        source = cause.source();
+    }
+    if err.is_builder() {
+        return EgressError::Refused(
+            "the call cannot be built (a header name or value is invalid)".to_string(),
+        );
+    }
+    let reason = if err.is_connect() {
+        "could not connect"
+    } else {
+        "the connection failed"
+    };
+    EgressError::Connection(reason.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn internal_addresses_are_recognised() {
+        for internal in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "fd00:ec2::254",
+        ] {
+            assert!(is_internal(ip(internal)), "{internal}");
+        }
+        for public in [
+            "93.184.216.34",
+            "1.1.1.1",
+            "2606:4700:4700::1111",
+            "172.32.0.1",
+        ] {
+            assert!(!is_internal(ip(public)), "{public}");
+        }
+    }
+
+    #[test]
+    fn the_allow_list_opens_only_what_it_names() {
+        let allow = AllowList::parse("127.0.0.1, 10.20.0.0/16").unwrap();
+        assert!(allow.permits(ip("127.0.0.1")));
+        assert!(allow.permits(ip("10.20.5.5")));
+        assert!(!allow.permits(ip("10.21.0.1")));
+        assert!(!allow.permits(ip("169.254.169.254")));
+        assert!(allow.permits(ip("1.1.1.1")));
+        assert!(AllowList::parse("localhost").is_err());
+        assert!(AllowList::parse("").unwrap().0.is_empty());
+    }
+
+    #[tokio::test]
+    async fn internal_destinations_are_refused_before_any_connection() {
+        let egress = Egress::new(AllowList::default());
+        for url in [
+            "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+            "http://127.0.0.1:1/",
+            "http://[::1]:1/",
+            "http://localhost:1/",
+            "file:///etc/passwd",
+            "not a url",
+        ] {
+            let call = Call {
+                method: Method::GET,
+                url: url.to_string(),
+                headers: Vec::new(),
+                body: None,
+                timeout: Duration::from_secs(1),
+            };
+            let err = egress.send(call).await.unwrap_err();
+            assert!(matches!(err, EgressError::Refused(_)), "{url}: {err:?}");
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! Rendering an action's config at run time. Rendering is structural: the
+//! config is already a parsed value, and each string leaf is rendered on its
+//! own, so whatever a user typed lands inside one value and can never break
+//! out of it into the surrounding JSON or YAML. A leaf that is exactly one
+//! placeholder takes the value's own type (`"{{fields.port}}"` → `5432`).
+//! Output is never rendered again: `{{` typed by a user stays text.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+use super::{is_template, simple, Piece};
+use crate::config::ConfigError;
+
+/// The variables a template may read: `fields`, `header`, `request`, `env`
+/// and `response`, each an object.
+#[derive(Debug, Clone)]
+pub struct Context {
+    root: Value,
+    /// `env` names whose values are secrets.
+    secrets: BTreeSet<String>,
+}
+
+/// The request's own variables: `request.id`, `request.timestamp`,
+/// `request.user.{id,email,name}`.
+#[derive(Debug, Clone)]
+pub struct RequestVars<'a> {
+    pub id: &'a str,
+    pub timestamp: &'a str,
+    pub user_id: &'a str,
+    pub user_email: &'a str,
+}
+
+impl Context {
+    pub fn new(
+        fields: Value,
+        header: Value,
+        request: RequestVars<'_>,
+        env: &TemplateEnv,
+        response: Map<String, Value>,
+    ) -> Self {
+        let name = request
+            .user_email
+            .split('@')
+            .next()
+            .unwrap_or(request.user_email);
+        let root = serde_json::json!({
+            "fields": fields,
+            "header": header,
+            "request": {
+                "id": request.id,
+                "timestamp": request.timestamp,
+                "user": {"id": request.user_id, "email": request.user_email, "name": name},
+            },
+            "env": env.values,
+            "response": response,
+        });
+        Self {
+            root,
+            secrets: env.secrets.clone(),
+        }
+    }
+
+    /// The value at a dotted path (`fields.tags.0`), if there is one.
+    fn lookup(&self, path: &str) -> Option<&Value> {
+        path.split('.')
+            .try_fold(&self.root, |value, segment| match value {
+                Value::Object(map) => map.get(segment),
+                Value::Array(items) => items.get(segment.parse::<usize>().ok()?),
+                _ => None,
+            })
+    }
+
+    fn is_secret(&self, path: &str) -> bool {
+        path.strip_prefix("env.")
+            .is_some_and(|name| self.secrets.contains(name))
+    }
+}
+
+/// Whether secrets (`env.*` names configured as secret) may be rendered
+/// here. Only header values may hold them: a URL or a body is logged,
+/// echoed by servers and kept in execution history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    Allowed,
+    Refused,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RenderError {
+    #[error("{at}: `{name}` is not defined")]
+    Undefined { at: String, name: String },
+    #[error("{at}: the secret `{name}` may only be used in a header")]
+    SecretOutsideHeader { at: String, name: String },
+    #[error("{at}: {message}")]
+    Template { at: String, message: String },
+}
+
+/// Renders every string leaf of `config`; `at` names the config in errors
+/// (`config.url`). Object keys are not templates.
+pub fn render(
+    config: &Value,
+    context: &Context,
+    secrets: Secrets,
+    at: &str,
+) -> Result<Value, RenderError> {
+    match config {
+        Value::String(text) => render_text(text, context, secrets, at),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| render(item, context, secrets, &format!("{at}[{index}]")))
+            .collect::<Result<_, _>>()
+            .map(Value::Array),
+        Value::Object(map) => map
+            .iter()
+            .map(|(key, value)| {
+                let value = render(value, context, secrets, &format!("{at}.{key}"))?;
+                Ok((key.clone(), value))
+            })
+            .collect::<Result<_, _>>()
+            .map(Value::Object),
+        other => Ok(other.clone()),
+    }
+}
+
+/// Renders one string leaf.
+pub fn render_text(
+    text: &str,
+    context: &Context,
+    secrets: Secrets,
+    at: &str,
+) -> Result<Value, RenderError> {
+    if !is_template(text) {
+        return Ok(Value::String(text.to_string()));
+    }
+    let Some(pieces) = simple(text) else {
+        return render_with_tera(text, context, secrets, at);
+    };
+    let value_of = |path: &str| {
+        if secrets == Secrets::Refused && context.is_secret(path) {
+            return Err(RenderError::SecretOutsideHeader {
+                at: at.to_string(),
+                name: path.to_string(),
+            });
+        }
+        context.lookup(path).ok_or_else(|| RenderError::Undefined {
+            at: at.to_string(),
+            name: path.to_string(),
+        })
+    };
+    if let [Piece::Path(path)] = pieces.as_slice() {
+        return value_of(path).cloned();
+    }
+    let mut out = String::with_capacity(text.len() + 32);
+    for piece in pieces {
+        match piece {
+            Piece::Text(text) => out.push_str(text),
+            Piece::Path(path) => push_text(&mut out, value_of(path)?),
+        }
+    }
+    Ok(Value::String(out))
+}
+
+/// A value inside text: strings as they are, null as nothing, lists and
+/// mappings as compact JSON.
+fn push_text(out: &mut String, value: &Value) {
+    match value {
+        Value::String(text) => out.push_str(text),
+        Value::Null => {}
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// Filters, conditions and loops: Tera, strict about undefined names.
+fn render_with_tera(
+    text: &str,
+    context: &Context,
+    secrets: Secrets,
+    at: &str,
+) -> Result<Value, RenderError> {
+    let references = super::references(text).map_err(|message| RenderError::Template {
+        at: at.to_string(),
+        message,
+    })?;
+    if secrets == Secrets::Refused {
+        if let Some(secret) = references
+            .iter()
+            .map(super::Reference::dotted)
+            .find(|path| context.is_secret(path) || path == "env")
+        {
+            return Err(RenderError::SecretOutsideHeader {
+                at: at.to_string(),
+                name: secret,
+            });
+        }
+    }
+    let tera_context =
+        tera::Context::from_value(context.root.clone()).map_err(|err| RenderError::Template {
+            at: at.to_string(),
+            message: err.to_string(),
+        })?;
+    tera::Tera::one_off(text, &tera_context, false)
+        .map(Value::String)
+        .map_err(|err| RenderError::Template {
+            at: at.to_string(),
+            message: tera_reason(&err),
+        })
+}
+
+/// Tera's innermost cause ("Variable `fields.x` not found in context while
+/// rendering '__tera_one_off'") without the name of its internal template.
+fn tera_reason(err: &tera::Error) -> String {
+    use std::error::Error as _;
+    let mut reason = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        reason = cause.to_string();
+        source = cause.source();
+    }
+    reason
+        .split(" while rendering")
+        .next()
+        .unwrap_or(&reason)
+        .to_string()
+}
+
+/// The `env` namespace: only the names a deployment allow-lists, read once
+/// at start-up. The runtime's own variables (AWS credentials, Lambda
+/// settings) cannot be listed, whatever the configuration says.
+#[derive(Debug, Clone, Default)]
+pub struct TemplateEnv {
+    values: BTreeMap<String, String>,
+    secrets: BTreeSet<String>,
+}
+
+const NEVER_READABLE: &[&str] = &["AWS_", "LAMBDA_", "_"];
+
+impl TemplateEnv {
+    /// `PAO_TEMPLATE_ENV` and `PAO_TEMPLATE_SECRETS`: comma-separated names.
+    pub const PLAIN: &'static str = "PAO_TEMPLATE_ENV";
+    pub const SECRET: &'static str = "PAO_TEMPLATE_SECRETS";
+
+    pub fn from_env(read: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut env = Self::default();
+        for (variable, secret) in [(Self::PLAIN, false), (Self::SECRET, true)] {
+            let list = read(variable).unwrap_or_default();
+            for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                if NEVER_READABLE.iter().any(|prefix| name.starts_with(prefix))
+                    || !name
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                {
+                    return Err(ConfigError::Invalid {
+                        name: variable,
+                        reason: format!("`{name}` cannot be offered to templates"),
+                    });
+                }
+                let value = read(name).ok_or_else(|| ConfigError::Invalid {
+                    name: variable,
+                    reason: format!("`{name}` is listed but not set"),
+                })?;
+                env.values.insert(name.to_string(), value);
+                if secret {
+                    env.secrets.insert(name.to_string());
+                }
+            }
+        }
+        Ok(env)
+    }
+
+    /// The secret values, for redacting them from anything logged.
+    pub fn secret_values(&self) -> impl Iterator<Item = &str> {
+        self.secrets
+            .iter()
+            .filter_map(|name| self.values.get(name).map(String::as_str))
+    }
+}
+
+#[cfg(test)]
+#[path = "render_tests.rs"]
+mod tests;
