@@ -805,6 +805,23 @@ async fn every_route_answers_as_documented() {
             assert_eq!(answer.body["status"], "Cancelled");
         }
     }
+    // Retry and rollback answer 409 for a request in no state to have them.
+    for route in [
+        "/api/v1/requests/{id}/retry",
+        "/api/v1/requests/{id}/rollback",
+    ] {
+        for (request, caller, expected) in [
+            (id.as_str(), dev, StatusCode::CONFLICT),
+            (id.as_str(), stranger, StatusCode::NOT_FOUND),
+            (id.as_str(), anonymous, StatusCode::UNAUTHORIZED),
+            ("no-such-request", dev, StatusCode::NOT_FOUND),
+        ] {
+            let target = route.replace("{id}", request);
+            let answer = api.call(Method::POST, route, &target, caller, |r| r).await;
+            assert_eq!(answer.status, expected, "{target}: {}", answer.body);
+        }
+    }
+
     // Cancelled: a reason, and an audit entry with `from` and `reason`.
     let cancelled = api.get(status, &format!("{path}/status"), dev).await;
     assert_eq!(cancelled.body["status"], "Cancelled");

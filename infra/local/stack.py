@@ -156,7 +156,10 @@ class Stack:
             "AWS_SECRET_ACCESS_KEY": "test",
             "AWS_EC2_METADATA_DISABLED": "true",
         }
-        function_env = {**env, **aws_env, "PAO_AUTH_MODE": "dev", **overrides}
+        # The local services the actions call (test servers, the fake JIRA)
+        # live on loopback, which the egress guard refuses unless allowed.
+        local = {"PAO_AUTH_MODE": "dev", "PAO_EGRESS_ALLOW": "127.0.0.1/32"}
+        function_env = {**env, **aws_env, **local, **overrides}
         functions_file = self.dir / "functions.env"
         functions_file.write_text("".join(f"{k}={v}\n" for k, v in function_env.items()))
 

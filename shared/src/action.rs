@@ -29,7 +29,8 @@ pub struct ActionInput {
 pub struct ActionOutput {
     pub done: bool,
     /// When not done: how long the state machine waits before it polls.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Always present (null when done), so the state machine can select it.
+    #[serde(default)]
     pub wait_seconds: Option<u32>,
     #[serde(default)]
     pub outputs: serde_json::Map<String, serde_json::Value>,
@@ -96,9 +97,12 @@ mod tests {
     }
 
     #[test]
-    fn output_omits_wait_when_done() {
+    fn output_has_no_wait_when_done() {
         let json = serde_json::to_value(ActionOutput::done(Default::default())).unwrap();
-        assert_eq!(json, serde_json::json!({"done": true, "outputs": {}}));
+        assert_eq!(
+            json,
+            serde_json::json!({"done": true, "wait_seconds": null, "outputs": {}})
+        );
     }
 
     #[test]

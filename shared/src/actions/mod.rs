@@ -1,3 +1,4 @@
 //! The actions PAO runs itself, each behind the contract of `crate::action`.
 
 pub mod http;
+pub mod runner;

@@ -137,11 +137,7 @@ impl RequestsApi {
             }
             Some("GET /api/v1/requests/{id}/status") => {
                 let request = self.requests.get(&caller, &id).await?;
-                let actions: Vec<Value> = request
-                    .actions
-                    .iter()
-                    .map(|(action, status)| json!({"id": action, "status": status}))
-                    .collect();
+                let actions = self.requests.actions(&caller, &id).await?;
                 Ok(json(
                     StatusCode::OK,
                     &json!({
@@ -157,6 +153,14 @@ impl RequestsApi {
                     StatusCode::OK,
                     &json!({"id": id, "entries": entries, "audit": audit}),
                 ))
+            }
+            Some("POST /api/v1/requests/{id}/retry") => {
+                let request = self.requests.retry(&caller, &id).await?;
+                Ok(json(StatusCode::ACCEPTED, &request))
+            }
+            Some("POST /api/v1/requests/{id}/rollback") => {
+                let request = self.requests.rollback(&caller, &id).await?;
+                Ok(json(StatusCode::ACCEPTED, &request))
             }
             Some("DELETE /api/v1/requests/{id}") => {
                 let request = self.requests.cancel(&caller, &id).await?;

@@ -18,14 +18,17 @@ use aws_sdk_dynamodb::Client;
 use base64::Engine as _;
 
 use crate::catalog::index::StoreError;
+use crate::requests::fulfilment::{ActionRecord, Plan};
 use crate::requests::{
-    AuditEntry, IdempotencyRecord, ListError, ListQuery, LogEntry, Page, Request, RequestStore,
-    Transition, TransitionError,
+    AuditEntry, Guard, IdempotencyRecord, ListError, ListQuery, LogEntry, Page, Request,
+    RequestStore, Transition, TransitionError,
 };
 
 const SERVICE: &str = "DynamoDB";
 
 const REQUEST: &str = "REQUEST";
+const PLAN: &str = "PLAN";
+const ACTION_PREFIX: &str = "ACTION#";
 /// How long an idempotency key names its request.
 const IDEMPOTENCY_SECONDS: i64 = 24 * 60 * 60;
 
@@ -414,6 +417,72 @@ impl RequestStore for RequestTable {
             .await
             .map(|_| ())
             .map_err(|err| super::unavailable(SERVICE, "PutItem", &err))
+    }
+
+    async fn save_plan(&self, id: &str, plan: &Plan) -> Result<(), StoreError> {
+        let saved = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("REQ#{id}")))
+            .item("sk", s(PLAN))
+            .item("document", s(to_json(plan)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match saved {
+            Ok(_) => Ok(()),
+            Err(err) if super::is_condition_failure(&err) => Ok(()),
+            Err(err) => Err(super::unavailable(SERVICE, "PutItem", &err)),
+        }
+    }
+
+    async fn plan(&self, id: &str) -> Result<Option<Plan>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("REQ#{id}")))
+            .key("sk", s(PLAN))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|err| super::unavailable(SERVICE, "GetItem", &err))?;
+        output.item.as_ref().map(document).transpose()
+    }
+
+    async fn actions(&self, id: &str) -> Result<Vec<ActionRecord>, StoreError> {
+        self.query_prefix(id, ACTION_PREFIX).await
+    }
+
+    async fn put_action(
+        &self,
+        id: &str,
+        record: &ActionRecord,
+        guard: Guard,
+    ) -> Result<bool, StoreError> {
+        let (condition, status) = match guard {
+            Guard::Not(status) => ("attribute_not_exists(pk) OR #status <> :status", status),
+            Guard::Is(status) => ("#status = :status", status),
+        };
+        let written = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("REQ#{id}")))
+            .item("sk", s(format!("{ACTION_PREFIX}{}", record.action_id)))
+            .item("document", s(to_json(record)?))
+            .item("status", s(record.status.name()))
+            .condition_expression(condition)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":status", s(status.name()))
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(true),
+            Err(err) if super::is_condition_failure(&err) => Ok(false),
+            Err(err) => Err(super::unavailable(SERVICE, "PutItem", &err)),
+        }
     }
 
     async fn claim_idempotency_key(

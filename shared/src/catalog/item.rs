@@ -306,6 +306,16 @@ pub struct Retry {
     pub backoff_rate: f64,
 }
 
+impl Default for Retry {
+    fn default() -> Self {
+        Self {
+            max_attempts: Self::default_max_attempts(),
+            interval_seconds: Self::default_interval_seconds(),
+            backoff_rate: Self::default_backoff_rate(),
+        }
+    }
+}
+
 impl Retry {
     fn default_max_attempts() -> u32 {
         3

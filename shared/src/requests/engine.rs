@@ -1,40 +1,81 @@
 //! The fulfilment engine's steps on a request, as the fulfilment state
-//! machine calls them: begin (Queued → InProgress), hold (remember the task
-//! token while the request waits to be fulfilled), complete, fail. Each step
-//! is idempotent, so the state machine may retry it.
+//! machine calls them: plan (Queued → InProgress, and the waves of actions
+//! still to run), complete, undo (the succeeded actions to compensate,
+//! newest first), fail and rolled back. Each step is idempotent, so the
+//! state machine may retry it. Actions themselves run in the action
+//! functions (`crate::actions`).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::fulfilment::{compensation_order, ActionStatus};
 use super::{LogEntry, RequestStatus, RequestStore, Transition, TransitionError};
 use crate::action::ActionError;
 use crate::catalog::index::StoreError;
+use crate::catalog::item::{ActionType, Mode};
 use crate::clock::now;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Step {
-    Begin,
-    Hold,
+    Plan,
     Complete,
+    Undo,
     Fail,
+    RolledBack,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct EngineInput {
     pub request_id: String,
     pub step: Step,
+    /// The execution's state for `fail`: the caught `error` and, when
+    /// compensation failed too, `compensation_error` (`{Error, Cause}` each).
     #[serde(default)]
-    pub task_token: Option<String>,
-    /// The caught error (`{Error, Cause}`) for `fail`.
-    #[serde(default)]
-    pub error: Option<Value>,
+    pub state: Option<Value>,
+}
+
+/// Which function runs each action type. Types without a function cannot
+/// run yet; a plan that needs one fails the request with that reason.
+#[derive(Debug, Clone, Default)]
+pub struct ActionFunctions(BTreeMap<ActionType, String>);
+
+impl ActionFunctions {
+    pub fn new(functions: impl IntoIterator<Item = (ActionType, String)>) -> Self {
+        Self(functions.into_iter().collect())
+    }
+
+    /// The HTTP action function runs rest-api, webhook and jira-ticket.
+    pub fn from_env(
+        env: &crate::config::Env<impl Fn(&str) -> Option<String>>,
+    ) -> Result<Self, crate::config::ConfigError> {
+        let http = env.required("PAO_HTTP_ACTION_FUNCTION")?;
+        Ok(Self::new(
+            [
+                ActionType::RestApi,
+                ActionType::Webhook,
+                ActionType::JiraTicket,
+            ]
+            .map(|kind| (kind, http.clone())),
+        ))
+    }
+
+    fn of(&self, kind: ActionType) -> Result<&str, ActionError> {
+        self.0.get(&kind).map(String::as_str).ok_or_else(|| {
+            ActionError::Fatal(format!(
+                "actions of type {} cannot run yet: no action function handles them",
+                kind.name()
+            ))
+        })
+    }
 }
 
 pub struct Engine {
     store: Arc<dyn RequestStore>,
+    functions: ActionFunctions,
 }
 
 const ACTOR: &str = "fulfilment-engine";
@@ -49,49 +90,166 @@ impl From<StoreError> for ActionError {
 }
 
 impl Engine {
-    pub fn new(store: Arc<dyn RequestStore>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<dyn RequestStore>, functions: ActionFunctions) -> Self {
+        Self { store, functions }
     }
 
     /// Reads the configuration and builds the SDK client, once per process.
     pub async fn from_env() -> Result<Self, crate::config::ConfigError> {
-        let table = crate::config::Env::process().required("PAO_REQUESTS_TABLE")?;
+        let env = crate::config::Env::process();
+        let table = env.required("PAO_REQUESTS_TABLE")?;
+        let functions = ActionFunctions::from_env(&env)?;
         let sdk = crate::aws::sdk_config().await;
         let store = crate::aws::requests_table::RequestTable::new(
             aws_sdk_dynamodb::Client::new(&sdk),
             table,
         );
-        Ok(Self::new(Arc::new(store)))
+        Ok(Self::new(Arc::new(store), functions))
     }
 
     #[tracing::instrument(skip(self, input), fields(request_id = %input.request_id, step = ?input.step))]
     pub async fn run(&self, input: EngineInput) -> Result<Value, ActionError> {
         let id = &input.request_id;
         match input.step {
-            Step::Begin => {
-                self.move_to(id, RequestStatus::InProgress, None).await?;
-                self.log(id, "info", "fulfilment started").await?;
-            }
-            Step::Hold => {
-                let token = input
-                    .task_token
-                    .ok_or_else(|| ActionError::Fatal("hold needs the task token".to_string()))?;
-                self.store.save_task_token(id, &token).await?;
-                self.log(id, "info", "waiting to be fulfilled").await?;
-            }
+            Step::Plan => return self.plan(id).await,
             Step::Complete => {
                 self.move_to(id, RequestStatus::Completed, None).await?;
                 self.log(id, "info", "fulfilment completed").await?;
             }
+            Step::Undo => return self.undo(id).await,
             Step::Fail => {
-                let reason = failure_reason(input.error.as_ref());
-                self.move_to(id, RequestStatus::Failed, Some(reason.clone()))
+                let state = input.state.unwrap_or(Value::Null);
+                let reason = match (state.get("error"), state.get("compensation_error")) {
+                    (error, None) => failure_reason(error),
+                    (None, Some(undo)) => {
+                        format!("rollback failed: {}", failure_reason(Some(undo)))
+                    }
+                    (Some(error), Some(undo)) => format!(
+                        "{}; compensation failed too: {}",
+                        failure_reason(Some(error)),
+                        failure_reason(Some(undo))
+                    ),
+                };
+                if self.is_cancelled(id).await? {
+                    self.log(
+                        id,
+                        "info",
+                        "the cancelled request's actions are compensated",
+                    )
                     .await?;
-                self.log(id, "error", &format!("fulfilment failed: {reason}"))
+                } else {
+                    self.move_to(id, RequestStatus::Failed, Some(reason.clone()))
+                        .await?;
+                    self.log(id, "error", &format!("fulfilment failed: {reason}"))
+                        .await?;
+                }
+            }
+            Step::RolledBack => {
+                if self.is_cancelled(id).await? {
+                    self.log(
+                        id,
+                        "info",
+                        "the cancelled request's actions are compensated",
+                    )
                     .await?;
+                } else {
+                    self.move_to(id, RequestStatus::RolledBack, None).await?;
+                    self.log(id, "info", "rolled back").await?;
+                }
             }
         }
         Ok(json!({ "request_id": id }))
+    }
+
+    /// Marks the request InProgress and returns what is left to run:
+    /// `{mode, waves: [[{action_id, function}]], ticket: {function}}`.
+    async fn plan(&self, id: &str) -> Result<Value, ActionError> {
+        let request = self.request(id).await?;
+        let plan =
+            self.store.plan(id).await?.ok_or_else(|| {
+                ActionError::Fatal(format!("request {id} has no fulfilment plan"))
+            })?;
+        let done: BTreeSet<String> = self
+            .store
+            .actions(id)
+            .await?
+            .into_iter()
+            .filter(|record| record.status == ActionStatus::Succeeded)
+            .map(|record| record.action_id)
+            .collect();
+        let mut waves = Vec::new();
+        for wave in plan.waves(&request.fields, &done) {
+            let mut steps = Vec::new();
+            for action_id in wave {
+                let kind = plan.action(&action_id).map(|a| a.kind).ok_or_else(|| {
+                    ActionError::Fatal(format!("the plan has no action {action_id}"))
+                })?;
+                steps.push(json!({"action_id": action_id, "function": self.functions.of(kind)?}));
+            }
+            waves.push(Value::Array(steps));
+        }
+        let ticket = match plan.mode {
+            Mode::Manual => json!({"function": self.functions.of(ActionType::JiraTicket)?}),
+            Mode::Automated => Value::Null,
+        };
+        self.move_to(id, RequestStatus::InProgress, None).await?;
+        let mode = match plan.mode {
+            Mode::Manual => "manual",
+            Mode::Automated => "automated",
+        };
+        let skipped = done.len();
+        let message = match plan.mode {
+            Mode::Manual => "fulfilment started: a JIRA ticket for the platform team".to_string(),
+            Mode::Automated if skipped > 0 => format!(
+                "fulfilment started: {} wave(s); {skipped} action(s) succeeded before and are not run again",
+                waves.len()
+            ),
+            Mode::Automated => format!("fulfilment started: {} wave(s)", waves.len()),
+        };
+        self.log(id, "info", &message).await?;
+        Ok(json!({"mode": mode, "waves": waves, "ticket": ticket}))
+    }
+
+    /// The succeeded actions to compensate, newest first.
+    async fn undo(&self, id: &str) -> Result<Value, ActionError> {
+        let records = self.store.actions(id).await?;
+        if let Some(running) = records.iter().find(|r| r.status == ActionStatus::Running) {
+            // A cancellation arrives while an action runs: wait for it to
+            // end, so what it makes is compensated too.
+            return Err(ActionError::Retryable(format!(
+                "{} is still running",
+                running.action_id
+            )));
+        }
+        let mut actions = Vec::new();
+        for record in compensation_order(&records) {
+            actions.push(json!({
+                "action_id": record.action_id,
+                "function": self.functions.of(record.kind)?,
+            }));
+        }
+        let names: Vec<&str> = actions
+            .iter()
+            .filter_map(|a| a["action_id"].as_str())
+            .collect();
+        let message = if names.is_empty() {
+            "nothing to compensate".to_string()
+        } else {
+            format!("compensating, newest first: {}", names.join(", "))
+        };
+        self.log(id, "info", &message).await?;
+        Ok(json!({ "actions": actions }))
+    }
+
+    async fn request(&self, id: &str) -> Result<super::Request, ActionError> {
+        self.store
+            .get(id)
+            .await?
+            .ok_or_else(|| ActionError::Fatal(format!("request {id} does not exist")))
+    }
+
+    async fn is_cancelled(&self, id: &str) -> Result<bool, ActionError> {
+        Ok(self.request(id).await?.status == RequestStatus::Cancelled)
     }
 
     /// Moves the request to `to`; already there is success (a retried step).
@@ -110,10 +268,27 @@ impl Engine {
             if request.status == to {
                 return Ok(());
             }
-            if request.status == RequestStatus::Validated && to == RequestStatus::InProgress {
-                // The API starts the execution before it records Queued.
+            // The API starts an execution before it records the status the
+            // execution expects (Queued, RollingBack): wait for it.
+            let ahead = match to {
+                RequestStatus::InProgress => {
+                    matches!(
+                        request.status,
+                        RequestStatus::Validated | RequestStatus::Failed
+                    )
+                }
+                RequestStatus::RolledBack => {
+                    matches!(
+                        request.status,
+                        RequestStatus::Completed | RequestStatus::Failed
+                    )
+                }
+                _ => false,
+            };
+            if ahead {
                 return Err(ActionError::Retryable(format!(
-                    "request {id} is not queued yet"
+                    "request {id} is {}; the API has not recorded its next status yet",
+                    request.status
                 )));
             }
             let change = Transition {

@@ -5,6 +5,7 @@
 
 pub mod engine;
 pub mod fields;
+pub mod fulfilment;
 pub mod status;
 pub mod submit;
 
@@ -15,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use status::RequestStatus;
+
+use fulfilment::{ActionRecord, ActionStatus, Plan};
 
 use crate::catalog::index::StoreError;
 
@@ -164,6 +167,28 @@ pub trait RequestStore: Send + Sync {
     /// Keeps the task token of the execution waiting for this request to be
     /// fulfilled. Never shown by the API: it completes the task.
     async fn save_task_token(&self, id: &str, token: &str) -> Result<(), StoreError>;
+    /// Keeps the fulfilment plan pinned at submission; the first write wins.
+    async fn save_plan(&self, id: &str, plan: &Plan) -> Result<(), StoreError>;
+    async fn plan(&self, id: &str) -> Result<Option<Plan>, StoreError>;
+    /// Every action record of the request.
+    async fn actions(&self, id: &str) -> Result<Vec<ActionRecord>, StoreError>;
+    /// Writes an action record if the stored one passes `guard`; `false`
+    /// when it does not (another writer got there first).
+    async fn put_action(
+        &self,
+        id: &str,
+        record: &ActionRecord,
+        guard: Guard,
+    ) -> Result<bool, StoreError>;
+}
+
+/// The condition an action record write is made on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard {
+    /// No record yet, or one in any status but this.
+    Not(ActionStatus),
+    /// A record in exactly this status.
+    Is(ActionStatus),
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::fields::{self, FieldError};
+use super::fulfilment::Plan;
 use super::{
     AuditEntry, IdempotencyRecord, ListError, ListQuery, LogEntry, Page, Request, RequestStatus,
     RequestStore, Requester, SecretStore, Transition, TransitionError, Workflow,
@@ -194,6 +195,10 @@ impl Requests {
                 caller.email, request.item_id, request.item_version
             ),
         };
+        // The plan first: an execution never finds a request without one.
+        self.store
+            .save_plan(&id, &Plan::of(&published.item))
+            .await?;
         // A concurrent duplicate may have created it first: then it is read.
         let created = self.store.create(&request, &audit, &log).await?;
         tracing::info!(request_id = %id, created, "request recorded");
@@ -219,7 +224,7 @@ impl Requests {
             if request.status != RequestStatus::Validated {
                 return Ok(request);
             }
-            let input = json!({ "request_id": id }).to_string();
+            let input = json!({ "request_id": id, "rollback": false }).to_string();
             let arn = match self.workflow.start(id, &input).await {
                 Ok(arn) => arn,
                 Err(err) => {
@@ -348,6 +353,122 @@ impl Requests {
         Ok(self.store.audit(id).await?)
     }
 
+    /// Each action of the request's plan with its record: status (Pending
+    /// before it starts), attempts, outputs, last error.
+    pub async fn actions(&self, caller: &Principal, id: &str) -> Result<Vec<Value>, RequestError> {
+        self.get(caller, id).await?;
+        let plan = self.store.plan(id).await?;
+        let records = self.store.actions(id).await?;
+        let ids: Vec<String> = match &plan {
+            Some(plan) => plan.actions.iter().map(|a| a.id.clone()).collect(),
+            None => records.iter().map(|r| r.action_id.clone()).collect(),
+        };
+        Ok(ids
+            .into_iter()
+            .map(|action_id| match records.iter().find(|r| r.action_id == action_id) {
+                Some(record) => json!({
+                    "id": action_id, "status": record.status.name(), "attempts": record.attempts,
+                    "outputs": record.outputs, "error": record.error,
+                }),
+                None => json!({"id": action_id, "status": "Pending", "attempts": 0, "outputs": {}, "error": null}),
+            })
+            .collect())
+    }
+
+    /// A new attempt of a Failed request: a new execution whose plan leaves
+    /// out the actions that succeeded. Asking again while that attempt is
+    /// queued or running answers with the request as it is.
+    pub async fn retry(&self, caller: &Principal, id: &str) -> Result<Request, RequestError> {
+        self.restart(
+            caller,
+            id,
+            RequestStatus::Failed,
+            RequestStatus::Queued,
+            "retry",
+        )
+        .await
+    }
+
+    /// Compensates a Completed or Failed request's succeeded actions, newest
+    /// first, then RolledBack. Asking again while it rolls back answers with
+    /// the request as it is.
+    pub async fn rollback(&self, caller: &Principal, id: &str) -> Result<Request, RequestError> {
+        let request = self.get(caller, id).await?;
+        let from = match request.status {
+            RequestStatus::Failed => RequestStatus::Failed,
+            _ => RequestStatus::Completed,
+        };
+        self.restart(caller, id, from, RequestStatus::RollingBack, "rollback")
+            .await
+    }
+
+    /// Starts an execution named `{id}-{what}-v{version}` (the same name for
+    /// the same request state, so a repeated call starts nothing new) and
+    /// moves the request from `from` to `to`.
+    async fn restart(
+        &self,
+        caller: &Principal,
+        id: &str,
+        from: RequestStatus,
+        to: RequestStatus,
+        what: &str,
+    ) -> Result<Request, RequestError> {
+        for _ in 0..3 {
+            let request = self.get(caller, id).await?;
+            let in_flight = match to {
+                RequestStatus::Queued => {
+                    matches!(
+                        request.status,
+                        RequestStatus::Queued | RequestStatus::InProgress
+                    )
+                }
+                _ => request.status == to,
+            };
+            if in_flight
+                && request
+                    .execution_arn
+                    .as_deref()
+                    .is_some_and(|arn| arn.contains(&format!("{id}-{what}-")))
+            {
+                return Ok(request);
+            }
+            if request.status != from {
+                return Err(RequestError::Finished(request.status));
+            }
+            let name = format!("{id}-{what}-v{}", request.version);
+            let input = json!({"request_id": id, "rollback": to == RequestStatus::RollingBack});
+            let arn = self.workflow.start(&name, &input.to_string()).await?;
+            let mut change = self.change(
+                &request,
+                to,
+                caller,
+                Some(&format!("{what} asked by {}", caller.email)),
+            );
+            change.execution_arn = Some(arn);
+            match self.store.transition(&request, &change).await {
+                Ok(request) => {
+                    self.log(
+                        id,
+                        "api",
+                        "info",
+                        format!("{what} asked by {}", caller.email),
+                    )
+                    .await?;
+                    return Ok(request);
+                }
+                Err(TransitionError::Conflict { .. }) => continue,
+                Err(TransitionError::NotAllowed { from, .. }) => {
+                    return Err(RequestError::Finished(from))
+                }
+                Err(TransitionError::NotFound) => {
+                    return Err(RequestError::NotFound(format!("no request `{id}`")))
+                }
+                Err(TransitionError::Store(err)) => return Err(err.into()),
+            }
+        }
+        self.get(caller, id).await
+    }
+
     /// Stops the request's execution and marks it Cancelled.
     pub async fn cancel(&self, caller: &Principal, id: &str) -> Result<Request, RequestError> {
         for _ in 0..3 {
@@ -369,6 +490,12 @@ impl Requests {
             match self.store.transition(&request, &change).await {
                 Ok(request) => {
                     self.log(id, "api", "info", format!("cancelled by {}", caller.email))
+                        .await?;
+                    // What the stopped execution made is undone by one of
+                    // its own: it waits for a running action to end first.
+                    let input = json!({"request_id": id, "rollback": true});
+                    self.workflow
+                        .start(&format!("{id}-cancel"), &input.to_string())
                         .await?;
                     return Ok(request);
                 }

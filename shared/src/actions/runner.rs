@@ -1,0 +1,378 @@
+//! The action contract carried out for the HTTP actions (rest-api,
+//! webhook): `{request_id, action_id, op, attempt}` in, `{done,
+//! wait_seconds, outputs}` out. The config is rendered at run time from the
+//! request and the outputs of the actions before; every start, success,
+//! failure and compensation is recorded on the request (its action record is
+//! also the resource ledger) and logged there.
+//!
+//! Retries follow the action's own `retry` policy from the catalog: a
+//! retryable failure answers "not done, wait N seconds" with exponential
+//! backoff and jitter, so the state machine waits and polls, and the poll
+//! tries again; past `max_attempts` the failure is fatal. The state
+//! machine's own `Retry` covers failures of the function itself.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::http::{self, Kind};
+use crate::action::{ActionError, ActionInput, ActionOutput, Op};
+use crate::catalog::item::{Action, ActionType, Retry};
+use crate::clock::now;
+use crate::outbound::{AllowList, Egress};
+use crate::requests::fulfilment::{responses, ActionRecord, ActionStatus, Plan};
+use crate::requests::{Guard, LogEntry, Request, RequestStatus, RequestStore};
+use crate::template::render::{Context, RequestVars, TemplateEnv};
+
+pub struct Runner {
+    store: Arc<dyn RequestStore>,
+    egress: Egress,
+    env: TemplateEnv,
+}
+
+/// What one request's action needs to run.
+struct Job {
+    request: Request,
+    plan: Plan,
+    action: Action,
+    records: Vec<ActionRecord>,
+}
+
+impl Job {
+    fn record(&self) -> Option<&ActionRecord> {
+        self.records
+            .iter()
+            .find(|record| record.action_id == self.action.id)
+    }
+
+    fn context(&self, env: &TemplateEnv) -> Context {
+        let request = &self.request;
+        Context::new(
+            Value::Object(request.fields.clone()),
+            self.plan.header.clone(),
+            RequestVars {
+                id: &request.id,
+                timestamp: &request.created_at,
+                user_id: &request.requester.subject,
+                user_email: &request.requester.email,
+            },
+            env,
+            responses(&self.records),
+        )
+    }
+}
+
+fn kind_of(action: &Action) -> Result<Kind, ActionError> {
+    match action.kind {
+        ActionType::RestApi => Ok(Kind::RestApi),
+        ActionType::Webhook => Ok(Kind::Webhook),
+        other => Err(ActionError::Fatal(format!(
+            "the HTTP action function does not run {} actions",
+            other.name()
+        ))),
+    }
+}
+
+impl Runner {
+    pub fn new(store: Arc<dyn RequestStore>, egress: Egress, env: TemplateEnv) -> Self {
+        Self { store, egress, env }
+    }
+
+    /// Reads the configuration and builds the clients, once per process.
+    pub async fn from_env() -> Result<Self, crate::config::ConfigError> {
+        let env = crate::config::Env::process();
+        let table = env.required("PAO_REQUESTS_TABLE")?;
+        let allow = AllowList::parse(&env.or(AllowList::VARIABLE, ""))?;
+        let template_env = TemplateEnv::from_env(|name| std::env::var(name).ok())?;
+        let sdk = crate::aws::sdk_config().await;
+        let store = crate::aws::requests_table::RequestTable::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            table,
+        );
+        Ok(Self::new(Arc::new(store), Egress::new(allow), template_env))
+    }
+
+    #[tracing::instrument(skip(self, input), fields(request_id = %input.request_id, action_id = %input.action_id, op = ?input.op))]
+    pub async fn run(&self, input: ActionInput) -> Result<ActionOutput, ActionError> {
+        let job = self.job(&input).await?;
+        match input.op {
+            Op::Start | Op::Poll => self.advance(job).await,
+            Op::Compensate => self.compensate(job).await,
+        }
+    }
+
+    async fn job(&self, input: &ActionInput) -> Result<Job, ActionError> {
+        let id = &input.request_id;
+        let request = self
+            .store
+            .get(id)
+            .await?
+            .ok_or_else(|| ActionError::Fatal(format!("request {id} does not exist")))?;
+        if request.status == RequestStatus::Cancelled && input.op != Op::Compensate {
+            return Err(ActionError::Fatal("the request was cancelled".to_string()));
+        }
+        let plan =
+            self.store.plan(id).await?.ok_or_else(|| {
+                ActionError::Fatal(format!("request {id} has no fulfilment plan"))
+            })?;
+        let action = plan.action(&input.action_id).cloned().ok_or_else(|| {
+            ActionError::Fatal(format!("the plan has no action {}", input.action_id))
+        })?;
+        let records = self.store.actions(id).await?;
+        Ok(Job {
+            request,
+            plan,
+            action,
+            records,
+        })
+    }
+
+    /// Start, or poll: runs the call unless it succeeded already (a
+    /// repeated start answers with the recorded outputs).
+    async fn advance(&self, job: Job) -> Result<ActionOutput, ActionError> {
+        let previous = job.record().cloned();
+        if let Some(done) = previous
+            .as_ref()
+            .filter(|r| r.status == ActionStatus::Succeeded)
+        {
+            return Ok(ActionOutput::done(done.outputs.clone()));
+        }
+        let kind = kind_of(&job.action)?;
+        let id = job.request.id.clone();
+        let action_id = job.action.id.clone();
+        let attempt = previous.as_ref().map_or(0, |r| r.attempts) + 1;
+        let mut record = ActionRecord {
+            action_id: action_id.clone(),
+            kind: job.action.kind,
+            status: ActionStatus::Running,
+            attempts: attempt,
+            outputs: Map::new(),
+            error: None,
+            started_at: previous.map_or_else(now, |r| r.started_at),
+            finished_at: None,
+        };
+        if !self
+            .store
+            .put_action(&id, &record, Guard::Not(ActionStatus::Succeeded))
+            .await?
+        {
+            // Succeeded meanwhile (a duplicate delivery): answer as it did.
+            let records = self.store.actions(&id).await?;
+            let outputs = responses(&records)
+                .get(&action_id)
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            return Ok(ActionOutput::done(outputs));
+        }
+        let context = job.context(&self.env);
+        let config = Value::Object(job.action.config.clone());
+        let redact: Vec<&str> = self.env.secret_values().collect();
+        let outcome = match http::prepare(kind, &config, &context) {
+            Ok(prepared) => {
+                let described = prepared.describe();
+                self.log(
+                    &id,
+                    &action_id,
+                    "info",
+                    &format!("attempt {attempt}: {described}"),
+                )
+                .await?;
+                http::execute(&self.egress, prepared, &redact).await
+            }
+            Err(err) => Err(err),
+        };
+        record.finished_at = Some(now());
+        match outcome {
+            Ok(outputs) => {
+                record.status = ActionStatus::Succeeded;
+                record.outputs = outputs.clone();
+                self.store
+                    .put_action(&id, &record, Guard::Is(ActionStatus::Running))
+                    .await?;
+                self.log(&id, &action_id, "info", "succeeded").await?;
+                Ok(ActionOutput::done(outputs))
+            }
+            Err(err) => {
+                let policy = job.action.retry.clone().unwrap_or_default();
+                let retry = match &err {
+                    ActionError::Fatal(_) => None,
+                    ActionError::Retryable(_) | ActionError::Throttled(_) => {
+                        backoff(&policy, attempt, matches!(err, ActionError::Throttled(_)))
+                    }
+                };
+                record.status = if retry.is_some() {
+                    ActionStatus::Running
+                } else {
+                    ActionStatus::Failed
+                };
+                record.error = Some(err.to_string());
+                self.store
+                    .put_action(&id, &record, Guard::Is(ActionStatus::Running))
+                    .await?;
+                match retry {
+                    Some(wait) => {
+                        self.log(
+                            &id,
+                            &action_id,
+                            "warn",
+                            &format!("{err}; trying again in {wait} s"),
+                        )
+                        .await?;
+                        Ok(ActionOutput {
+                            done: false,
+                            wait_seconds: Some(wait),
+                            outputs: Map::new(),
+                        })
+                    }
+                    None => {
+                        let message = if matches!(err, ActionError::Fatal(_)) {
+                            err.to_string()
+                        } else {
+                            format!("gave up after {attempt} attempts: {err}")
+                        };
+                        self.log(&id, &action_id, "error", &message).await?;
+                        Err(ActionError::Fatal(format!("{action_id}: {message}")))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Undoes a succeeded action with its `rollback` call, which may read the
+    /// action's own outputs as `response.<action_id>.*`. Claimed first, so a
+    /// cancellation and a failing execution never undo the same action twice.
+    async fn compensate(&self, job: Job) -> Result<ActionOutput, ActionError> {
+        let id = job.request.id.clone();
+        let action_id = job.action.id.clone();
+        let Some(mut record) = job
+            .record()
+            .filter(|r| r.status == ActionStatus::Succeeded)
+            .cloned()
+        else {
+            return Ok(ActionOutput::done(Map::new()));
+        };
+        record.status = ActionStatus::Compensating;
+        if !self
+            .store
+            .put_action(&id, &record, Guard::Is(ActionStatus::Succeeded))
+            .await?
+        {
+            return Ok(ActionOutput::done(Map::new()));
+        }
+        let Some(rollback) = &job.action.rollback else {
+            // Nothing PAO made can be taken back (a notification, a
+            // read): the action stays done, and a retry does not repeat it.
+            record.status = ActionStatus::Succeeded;
+            self.store
+                .put_action(&id, &record, Guard::Is(ActionStatus::Compensating))
+                .await?;
+            self.log(&id, &action_id, "info", "kept: the action has no rollback")
+                .await?;
+            return Ok(ActionOutput::done(Map::new()));
+        };
+        let kind = kind_of(&job.action)?;
+        let config = Value::Object(rollback.clone());
+        let redact: Vec<&str> = self.env.secret_values().collect();
+        let outcome = match http::prepare(kind, &config, &job.context(&self.env)) {
+            Ok(prepared) => {
+                let described = prepared.describe();
+                http::execute(&self.egress, prepared, &redact)
+                    .await
+                    .map(|_| described)
+            }
+            Err(err) => Err(err),
+        };
+        match outcome {
+            Ok(described) => {
+                record.status = ActionStatus::Compensated;
+                record.finished_at = Some(now());
+                self.store
+                    .put_action(&id, &record, Guard::Is(ActionStatus::Compensating))
+                    .await?;
+                self.log(
+                    &id,
+                    &action_id,
+                    "info",
+                    &format!("compensated: {described}"),
+                )
+                .await?;
+                Ok(ActionOutput::done(Map::new()))
+            }
+            Err(err) => {
+                // Back to Succeeded, so the state machine's retry can claim it again.
+                record.status = ActionStatus::Succeeded;
+                self.store
+                    .put_action(&id, &record, Guard::Is(ActionStatus::Compensating))
+                    .await?;
+                self.log(
+                    &id,
+                    &action_id,
+                    "error",
+                    &format!("compensation failed: {err}"),
+                )
+                .await?;
+                Err(err)
+            }
+        }
+    }
+
+    async fn log(
+        &self,
+        id: &str,
+        source: &str,
+        level: &str,
+        message: &str,
+    ) -> Result<(), ActionError> {
+        let entry = LogEntry {
+            at: now(),
+            source: source.to_string(),
+            level: level.to_string(),
+            message: message.to_string(),
+        };
+        Ok(self.store.append_log(id, &entry).await?)
+    }
+}
+
+/// The wait before attempt `attempt + 1`, or `None` when the policy allows
+/// no more: `interval × rate^(attempt-1)`, doubled when throttled, with
+/// jitter of up to a quarter either way, at least 1 s.
+pub fn backoff(policy: &Retry, attempt: u32, throttled: bool) -> Option<u32> {
+    if attempt >= policy.max_attempts {
+        return None;
+    }
+    let exponent = i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX);
+    let mut wait = f64::from(policy.interval_seconds) * policy.backoff_rate.powi(exponent);
+    if throttled {
+        wait *= 2.0;
+    }
+    let jitter = 0.75 + 0.5 * (f64::from(uuid::Uuid::new_v4().as_bytes()[0]) / 255.0);
+    let wait = (wait * jitter).clamp(1.0, 3600.0);
+    Some(wait.round() as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_stops_at_the_policy_limit() {
+        let policy = Retry {
+            max_attempts: 4,
+            interval_seconds: 10,
+            backoff_rate: 2.0,
+        };
+        let waits: Vec<u32> = (1..=3)
+            .map(|attempt| backoff(&policy, attempt, false).unwrap())
+            .collect();
+        for (wait, base) in waits.iter().zip([10.0, 20.0, 40.0]) {
+            assert!(
+                (base * 0.75..=base * 1.25).contains(&f64::from(*wait)),
+                "{waits:?}"
+            );
+        }
+        assert_eq!(backoff(&policy, 4, false), None);
+        let throttled = backoff(&policy, 1, true).unwrap();
+        assert!((15..=25).contains(&throttled), "{throttled}");
+    }
+}

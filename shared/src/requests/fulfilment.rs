@@ -1,0 +1,247 @@
+//! What a fulfilment works from and what it leaves behind: the plan (the
+//! item's fulfilment as it was when the request was submitted, so a later
+//! catalog change never alters a running request), the dependency waves,
+//! and one record per action with its status, outputs and attempts, which
+//! is also the request's resource ledger: compensation undoes exactly the
+//! actions recorded as having succeeded, newest first.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::catalog::item::{Action, ActionType, CatalogItem, Manual, Mode};
+
+/// The item's fulfilment, pinned at submission.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// The `header` template namespace.
+    pub header: Value,
+    pub mode: Mode,
+    pub manual: Manual,
+    #[serde(default)]
+    pub actions: Vec<Action>,
+}
+
+impl Plan {
+    pub fn of(item: &CatalogItem) -> Self {
+        let header = &item.header;
+        Self {
+            header: serde_json::json!({
+                "id": header.id, "name": header.name, "version": header.version,
+                "owner": header.owner, "category": header.category,
+                "description": header.description,
+            }),
+            mode: item.fulfillment.mode,
+            manual: item.fulfillment.manual.clone(),
+            actions: match item.fulfillment.mode {
+                Mode::Automated => item.actions().to_vec(),
+                Mode::Manual => Vec::new(),
+            },
+        }
+    }
+
+    pub fn action(&self, id: &str) -> Option<&Action> {
+        self.actions.iter().find(|action| action.id == id)
+    }
+
+    /// The actions still to run, in waves: an action runs in the wave after
+    /// the last of its dependencies; the actions of one wave run in
+    /// parallel. Actions in `done` (succeeded on an earlier attempt) and
+    /// those whose `when` does not hold for `fields` are left out.
+    pub fn waves(&self, fields: &Map<String, Value>, done: &BTreeSet<String>) -> Vec<Vec<String>> {
+        let remaining: Vec<&Action> = self
+            .actions
+            .iter()
+            .filter(|action| !done.contains(&action.id))
+            .filter(|action| {
+                action
+                    .when
+                    .as_ref()
+                    .is_none_or(|when| when.holds(fields.get(&when.field)))
+            })
+            .collect();
+        // A dependency that is done or left out does not hold anything back.
+        let mut level: BTreeMap<&str, usize> = remaining
+            .iter()
+            .map(|action| (action.id.as_str(), 0))
+            .collect();
+        // Validation guarantees an acyclic graph; the bound keeps a damaged
+        // plan from looping.
+        for _ in 0..remaining.len() {
+            for action in &remaining {
+                let depth = action
+                    .depends_on
+                    .iter()
+                    .filter_map(|dep| level.get(dep.as_str()).map(|l| l + 1))
+                    .max()
+                    .unwrap_or(0);
+                level.insert(action.id.as_str(), depth);
+            }
+        }
+        let mut waves: Vec<Vec<String>> = Vec::new();
+        for action in &remaining {
+            let wave = level[action.id.as_str()];
+            if waves.len() <= wave {
+                waves.resize(wave + 1, Vec::new());
+            }
+            waves[wave].push(action.id.clone());
+        }
+        waves.retain(|wave| !wave.is_empty());
+        waves
+    }
+}
+
+/// Where an action stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ActionStatus {
+    Running,
+    Succeeded,
+    Failed,
+    Compensating,
+    Compensated,
+}
+
+impl ActionStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Running => "Running",
+            Self::Succeeded => "Succeeded",
+            Self::Failed => "Failed",
+            Self::Compensating => "Compensating",
+            Self::Compensated => "Compensated",
+        }
+    }
+}
+
+/// One action of one request: its state, what it produced (secrets only
+/// as ARNs), and how often it was tried.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionRecord {
+    pub action_id: String,
+    #[serde(rename = "type")]
+    pub kind: ActionType,
+    pub status: ActionStatus,
+    /// Starts made, over every attempt of the request.
+    pub attempts: u32,
+    #[serde(default)]
+    pub outputs: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub started_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+}
+
+/// The records to compensate, newest success first.
+pub fn compensation_order(records: &[ActionRecord]) -> Vec<&ActionRecord> {
+    let mut done: Vec<&ActionRecord> = records
+        .iter()
+        .filter(|record| record.status == ActionStatus::Succeeded)
+        .collect();
+    done.sort_by(|a, b| b.finished_at.cmp(&a.finished_at));
+    done
+}
+
+/// The `response` template namespace: each succeeded action's outputs.
+pub fn responses(records: &[ActionRecord]) -> Map<String, Value> {
+    records
+        .iter()
+        .filter(|record| record.status == ActionStatus::Succeeded)
+        .map(|record| {
+            (
+                record.action_id.clone(),
+                Value::Object(record.outputs.clone()),
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn plan(actions: Value) -> Plan {
+        serde_json::from_value(json!({
+            "header": {"id": "x"}, "mode": "automated",
+            "manual": {"jira": {"project": "OPS", "issue_type": "Task", "summary": "s"}},
+            "actions": actions,
+        }))
+        .unwrap()
+    }
+
+    fn action(id: &str, depends_on: &[&str]) -> Value {
+        json!({"id": id, "type": "webhook", "depends_on": depends_on, "config": {"url": "https://x"}})
+    }
+
+    #[test]
+    fn actions_run_in_waves_after_their_dependencies() {
+        // The EKS stack's graph.
+        let plan = plan(json!([
+            action("network", &[]),
+            action("database", &["network"]),
+            action("app_secret", &["database"]),
+            action("cluster", &["network"]),
+            action("app", &["cluster", "database", "app_secret"]),
+            action("notify", &["app"]),
+        ]));
+        assert_eq!(
+            plan.waves(&Map::new(), &BTreeSet::new()),
+            vec![
+                vec!["network"],
+                vec!["database", "cluster"],
+                vec!["app_secret"],
+                vec!["app"],
+                vec!["notify"]
+            ]
+        );
+        // A retry leaves out what succeeded before.
+        let done = BTreeSet::from(["network".to_string(), "database".to_string()]);
+        assert_eq!(
+            plan.waves(&Map::new(), &done),
+            vec![vec!["app_secret", "cluster"], vec!["app"], vec!["notify"]]
+        );
+    }
+
+    #[test]
+    fn an_action_whose_condition_fails_is_left_out() {
+        let mut notify = action("notify", &["db"]);
+        notify["when"] = json!({"field": "notify", "equals": true});
+        let plan = plan(json!([action("db", &[]), notify]));
+        let fields = |on: bool| json!({"notify": on}).as_object().unwrap().clone();
+        assert_eq!(
+            plan.waves(&fields(true), &BTreeSet::new()),
+            vec![vec!["db"], vec!["notify"]]
+        );
+        assert_eq!(
+            plan.waves(&fields(false), &BTreeSet::new()),
+            vec![vec!["db"]]
+        );
+    }
+
+    #[test]
+    fn compensation_undoes_the_newest_success_first() {
+        let record = |id: &str, status, finished: &str| ActionRecord {
+            action_id: id.to_string(),
+            kind: ActionType::RestApi,
+            status,
+            attempts: 1,
+            outputs: Map::new(),
+            error: None,
+            started_at: "t".to_string(),
+            finished_at: Some(finished.to_string()),
+        };
+        let records = [
+            record("a", ActionStatus::Succeeded, "2026-11-23T10:00:00.001Z"),
+            record("c", ActionStatus::Failed, "2026-11-23T10:00:00.009Z"),
+            record("b", ActionStatus::Succeeded, "2026-11-23T10:00:00.005Z"),
+        ];
+        let order: Vec<&str> = compensation_order(&records)
+            .iter()
+            .map(|r| r.action_id.as_str())
+            .collect();
+        assert_eq!(order, ["b", "a"]);
+        assert_eq!(responses(&records).keys().collect::<Vec<_>>(), ["a", "b"]);
+    }
+}

@@ -1,0 +1,360 @@
+//! End to end on the local stack: real Step Functions executions (moto's
+//! interpreter) running the real action functions, which call a local HTTP
+//! server this test starts (wiremock on 127.0.0.1, which the local stack's
+//! egress allow-list opens).
+
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use pao_integration::{as_user, env, http, unique, Stack};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use wiremock::matchers::{body_json, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const GROUPS: &[&str] = &["developers"];
+
+/// Three HTTP actions: `create`, then `attach` and `announce` in parallel,
+/// both reading `create`'s output. `create` and `attach` can be undone.
+fn three_actions(id: &str, base: &str) -> String {
+    format!(
+        r#"schema_version: 2
+header:
+  id: {id}
+  name: Fulfilment test
+  version: 1.0.0
+  owner: team-a
+  category: tests
+  description: Three HTTP actions, one of them depending on another.
+  tags: [test]
+presentation:
+  fields:
+    - id: name
+      type: string
+      label: Name
+      required: true
+fulfillment:
+  mode: automated
+  manual:
+    jira:
+      project: OPS
+      issue_type: Task
+      summary: "Make {{{{fields.name}}}}"
+  automated:
+    actions:
+      - id: create
+        type: rest-api
+        config:
+          method: POST
+          url: "{base}/things"
+          body: {{name: "{{{{fields.name}}}}", by: "{{{{request.user.email}}}}"}}
+          success_codes: [201]
+          response_mapping: {{thing_id: "$.id"}}
+        rollback:
+          method: DELETE
+          url: "{base}/things/{{{{response.create.thing_id}}}}"
+      - id: attach
+        type: rest-api
+        depends_on: [create]
+        retry: {{max_attempts: 3, interval_seconds: 1, backoff_rate: 1.0}}
+        config:
+          method: PUT
+          url: "{base}/things/{{{{response.create.thing_id}}}}/attachment"
+          response_mapping: {{attachment: "$.attachment"}}
+        rollback:
+          method: DELETE
+          url: "{base}/things/{{{{response.create.thing_id}}}}/attachment"
+      - id: announce
+        type: webhook
+        depends_on: [create]
+        config:
+          url: "{base}/hooks"
+          body: {{text: "made {{{{response.create.thing_id}}}} for {{{{fields.name}}}}"}}
+"#
+    )
+}
+
+struct Fixture {
+    stack: Stack,
+    server: MockServer,
+    user: String,
+    item: String,
+}
+
+impl Fixture {
+    /// A fresh item pointing at a fresh server.
+    async fn new() -> Self {
+        let stack = Stack::connect().await;
+        let server = MockServer::start().await;
+        let item = unique("fulfil");
+        let yaml = three_actions(&item, &server.uri());
+        let s3 = aws_sdk_s3::Client::new(&stack.sdk);
+        s3.put_object()
+            .bucket(env("PAO_CATALOG_BUCKET"))
+            .key(format!("it/{item}.yaml"))
+            .body(ByteStream::from(yaml.into_bytes()))
+            .send()
+            .await
+            .expect("PutObject");
+        let user = format!("{}@example.com", unique("fulfil"));
+        let fixture = Self {
+            stack,
+            server,
+            user,
+            item,
+        };
+        let (status, body) = fixture
+            .call(reqwest::Method::GET, &format!("/api/v1/catalog/items/{}", fixture.item), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "the item is published: {body}");
+        fixture
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let request = as_user(http().request(method, self.stack.url(path)), &self.user, GROUPS);
+        let request = match body {
+            Some(body) => request.json(&body),
+            None => request,
+        };
+        let response = request.send().await.expect("the API answers");
+        let status = response.status();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    async fn submit(&self) -> String {
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/requests",
+                Some(json!({"item_id": self.item, "fields": {"name": "widget"}})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        body["id"].as_str().unwrap().to_string()
+    }
+
+    /// Polls the status route until the request is in one of `statuses`.
+    async fn wait_for(&self, id: &str, statuses: &[&str]) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..240 {
+            let (_, status) = self
+                .call(reqwest::Method::GET, &format!("/api/v1/requests/{id}/status"), None)
+                .await;
+            if statuses.iter().any(|s| status["status"] == *s) {
+                return status;
+            }
+            last = status;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let (_, logs) = self
+            .call(reqwest::Method::GET, &format!("/api/v1/requests/{id}/logs"), None)
+            .await;
+        panic!("request {id} never reached {statuses:?}; last {last}; logs {logs:#}");
+    }
+
+    async fn logs(&self, id: &str) -> Vec<String> {
+        let (_, logs) = self
+            .call(reqwest::Method::GET, &format!("/api/v1/requests/{id}/logs"), None)
+            .await;
+        logs["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| format!("{}: {}", e["source"].as_str().unwrap(), e["message"].as_str().unwrap()))
+            .collect()
+    }
+
+    async fn calls(&self, verb: &str, at: &str) -> usize {
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.method.as_str() == verb && r.url.path() == at)
+            .count()
+    }
+
+    /// State transitions of the request's first execution, as AWS bills them.
+    async fn transitions(&self, id: &str) -> usize {
+        let sfn = aws_sdk_sfn::Client::new(&self.stack.sdk);
+        let arn = format!(
+            "{}:{id}",
+            env("PAO_FULFILLMENT_STATE_MACHINE_ARN").replace(":stateMachine:", ":execution:")
+        );
+        let history = sfn
+            .get_execution_history()
+            .execution_arn(arn)
+            .max_results(1000)
+            .send()
+            .await
+            .expect("GetExecutionHistory");
+        history
+            .events()
+            .iter()
+            .filter(|e| e.r#type().as_str().ends_with("StateEntered"))
+            .count()
+    }
+}
+
+async fn mount_create(server: &MockServer) {
+    Mock::given(method("POST"))
+        .and(path("/things"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": "t-1"})))
+        .mount(server)
+        .await;
+}
+
+async fn mount_attach(server: &MockServer, status: u16) {
+    Mock::given(method("PUT"))
+        .and(path("/things/t-1/attachment"))
+        .respond_with(ResponseTemplate::new(status).set_body_json(json!({"attachment": "a-1"})))
+        .mount(server)
+        .await;
+}
+
+async fn mount_rest(server: &MockServer) {
+    Mock::given(method("POST"))
+        .and(path("/hooks"))
+        .and(body_json(json!({"text": "made t-1 for widget"})))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(server)
+        .await;
+    Mock::given(method("DELETE"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(server)
+        .await;
+}
+
+#[tokio::test]
+async fn a_graph_with_a_dependency_and_a_parallel_wave_completes_with_outputs_flowing() {
+    let fixture = Fixture::new().await;
+    mount_create(&fixture.server).await;
+    mount_attach(&fixture.server, 200).await;
+    mount_rest(&fixture.server).await;
+    let id = fixture.submit().await;
+    let done = fixture.wait_for(&id, &["Completed", "Failed"]).await;
+    assert_eq!(done["status"], "Completed", "{done} {:#?}", fixture.logs(&id).await);
+    let actions = done["actions"].as_array().unwrap();
+    let outputs = |action: &str| {
+        actions
+            .iter()
+            .find(|a| a["id"] == action)
+            .map(|a| a["outputs"].clone())
+            .unwrap()
+    };
+    assert_eq!(outputs("create"), json!({"status_code": 201, "thing_id": "t-1"}));
+    assert_eq!(outputs("attach"), json!({"status_code": 200, "attachment": "a-1"}));
+    assert_eq!(outputs("announce"), json!({"status_code": 204}));
+    for (verb, at) in [("POST", "/things"), ("PUT", "/things/t-1/attachment"), ("POST", "/hooks")] {
+        assert_eq!(fixture.calls(verb, at).await, 1, "{verb} {at}");
+    }
+    assert_eq!(fixture.calls("DELETE", "/things/t-1").await, 0);
+    let transitions = fixture.transitions(&id).await;
+    println!("state transitions of a three-action, two-wave fulfilment: {transitions}");
+    assert!(transitions <= 40, "{transitions} state transitions");
+}
+
+#[tokio::test]
+async fn a_failing_action_is_retried_then_compensated_and_a_retry_completes_without_repeating_what_succeeded() {
+    let fixture = Fixture::new().await;
+    mount_create(&fixture.server).await;
+    mount_attach(&fixture.server, 503).await;
+    mount_rest(&fixture.server).await;
+    let id = fixture.submit().await;
+    let failed = fixture.wait_for(&id, &["Completed", "Failed"]).await;
+    assert_eq!(failed["status"], "Failed", "{failed}");
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(reason.contains("attach") && reason.contains("503"), "{reason}");
+    // Tried as often as its retry policy says, then given up.
+    assert_eq!(fixture.calls("PUT", "/things/t-1/attachment").await, 3);
+    // Compensated: what create made is deleted; the announcement has no rollback.
+    assert_eq!(fixture.calls("DELETE", "/things/t-1").await, 1);
+    let logs = fixture.logs(&id).await;
+    assert!(logs.iter().any(|l| l.contains("trying again in")), "{logs:#?}");
+    assert!(logs.iter().any(|l| l.starts_with("create: compensated")), "{logs:#?}");
+
+    // The cause is fixed: a retry completes, and announce is not sent again.
+    fixture.server.reset().await;
+    mount_create(&fixture.server).await;
+    mount_attach(&fixture.server, 200).await;
+    mount_rest(&fixture.server).await;
+    let retry = format!("/api/v1/requests/{id}/retry");
+    let (status, body) = fixture.call(reqwest::Method::POST, &retry, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (again, _) = fixture.call(reqwest::Method::POST, &retry, None).await;
+    assert_eq!(again, StatusCode::ACCEPTED, "a repeated retry is the same retry");
+    let done = fixture.wait_for(&id, &["Completed", "Failed"]).await;
+    assert_eq!(done["status"], "Completed", "{done}");
+    assert_eq!(fixture.calls("POST", "/things").await, 1, "create ran again: it was undone");
+    assert_eq!(fixture.calls("PUT", "/things/t-1/attachment").await, 1);
+    assert_eq!(fixture.calls("POST", "/hooks").await, 0, "announce had succeeded");
+}
+
+#[tokio::test]
+async fn rollback_compensates_a_completed_request() {
+    let fixture = Fixture::new().await;
+    mount_create(&fixture.server).await;
+    mount_attach(&fixture.server, 200).await;
+    mount_rest(&fixture.server).await;
+    let id = fixture.submit().await;
+    let done = fixture.wait_for(&id, &["Completed", "Failed"]).await;
+    assert_eq!(done["status"], "Completed");
+    let rollback = format!("/api/v1/requests/{id}/rollback");
+    let (status, body) = fixture.call(reqwest::Method::POST, &rollback, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["status"], "RollingBack");
+    let rolled = fixture.wait_for(&id, &["RolledBack", "Failed"]).await;
+    assert_eq!(rolled["status"], "RolledBack", "{rolled}");
+    // Newest first: attach's undo before create's.
+    let deletes: Vec<String> = fixture
+        .server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "DELETE")
+        .map(|r| r.url.path().to_string())
+        .collect();
+    assert_eq!(deletes, ["/things/t-1/attachment", "/things/t-1"]);
+    let (status, _) = fixture.call(reqwest::Method::POST, &rollback, None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "a rolled-back request cannot roll back again");
+}
+
+#[tokio::test]
+async fn cancelling_mid_run_stops_and_compensates() {
+    let fixture = Fixture::new().await;
+    Mock::given(method("POST"))
+        .and(path("/things"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({"id": "t-1"}))
+                .set_delay(Duration::from_secs(4)),
+        )
+        .mount(&fixture.server)
+        .await;
+    mount_attach(&fixture.server, 200).await;
+    mount_rest(&fixture.server).await;
+    let id = fixture.submit().await;
+    fixture.wait_for(&id, &["InProgress"]).await;
+    let (status, body) = fixture
+        .call(reqwest::Method::DELETE, &format!("/api/v1/requests/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "Cancelled");
+    // What create made while the cancellation arrived is undone, and
+    // nothing after it runs.
+    for _ in 0..60 {
+        if fixture.calls("DELETE", "/things/t-1").await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(fixture.calls("DELETE", "/things/t-1").await, 1, "{:#?}", fixture.logs(&id).await);
+    assert_eq!(fixture.calls("PUT", "/things/t-1/attachment").await, 0);
+    assert_eq!(fixture.calls("POST", "/hooks").await, 0);
+    let (_, still) = fixture
+        .call(reqwest::Method::GET, &format!("/api/v1/requests/{id}/status"), None)
+        .await;
+    assert_eq!(still["status"], "Cancelled");
+}
