@@ -104,14 +104,27 @@ impl Fixture {
             item,
         };
         let (status, body) = fixture
-            .call(reqwest::Method::GET, &format!("/api/v1/catalog/items/{}", fixture.item), None)
+            .call(
+                reqwest::Method::GET,
+                &format!("/api/v1/catalog/items/{}", fixture.item),
+                None,
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "the item is published: {body}");
         fixture
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let request = as_user(http().request(method, self.stack.url(path)), &self.user, GROUPS);
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let request = as_user(
+            http().request(method, self.stack.url(path)),
+            &self.user,
+            GROUPS,
+        );
         let request = match body {
             Some(body) => request.json(&body),
             None => request,
@@ -139,7 +152,11 @@ impl Fixture {
         let mut last = Value::Null;
         for _ in 0..240 {
             let (_, status) = self
-                .call(reqwest::Method::GET, &format!("/api/v1/requests/{id}/status"), None)
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/api/v1/requests/{id}/status"),
+                    None,
+                )
                 .await;
             if statuses.iter().any(|s| status["status"] == *s) {
                 return status;
@@ -148,20 +165,34 @@ impl Fixture {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         let (_, logs) = self
-            .call(reqwest::Method::GET, &format!("/api/v1/requests/{id}/logs"), None)
+            .call(
+                reqwest::Method::GET,
+                &format!("/api/v1/requests/{id}/logs"),
+                None,
+            )
             .await;
         panic!("request {id} never reached {statuses:?}; last {last}; logs {logs:#}");
     }
 
     async fn logs(&self, id: &str) -> Vec<String> {
         let (_, logs) = self
-            .call(reqwest::Method::GET, &format!("/api/v1/requests/{id}/logs"), None)
+            .call(
+                reqwest::Method::GET,
+                &format!("/api/v1/requests/{id}/logs"),
+                None,
+            )
             .await;
         logs["entries"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|e| format!("{}: {}", e["source"].as_str().unwrap(), e["message"].as_str().unwrap()))
+            .map(|e| {
+                format!(
+                    "{}: {}",
+                    e["source"].as_str().unwrap(),
+                    e["message"].as_str().unwrap()
+                )
+            })
             .collect()
     }
 
@@ -234,7 +265,12 @@ async fn a_graph_with_a_dependency_and_a_parallel_wave_completes_with_outputs_fl
     mount_rest(&fixture.server).await;
     let id = fixture.submit().await;
     let done = fixture.wait_for(&id, &["Completed", "Failed"]).await;
-    assert_eq!(done["status"], "Completed", "{done} {:#?}", fixture.logs(&id).await);
+    assert_eq!(
+        done["status"],
+        "Completed",
+        "{done} {:#?}",
+        fixture.logs(&id).await
+    );
     let actions = done["actions"].as_array().unwrap();
     let outputs = |action: &str| {
         actions
@@ -243,10 +279,20 @@ async fn a_graph_with_a_dependency_and_a_parallel_wave_completes_with_outputs_fl
             .map(|a| a["outputs"].clone())
             .unwrap()
     };
-    assert_eq!(outputs("create"), json!({"status_code": 201, "thing_id": "t-1"}));
-    assert_eq!(outputs("attach"), json!({"status_code": 200, "attachment": "a-1"}));
+    assert_eq!(
+        outputs("create"),
+        json!({"status_code": 201, "thing_id": "t-1"})
+    );
+    assert_eq!(
+        outputs("attach"),
+        json!({"status_code": 200, "attachment": "a-1"})
+    );
     assert_eq!(outputs("announce"), json!({"status_code": 204}));
-    for (verb, at) in [("POST", "/things"), ("PUT", "/things/t-1/attachment"), ("POST", "/hooks")] {
+    for (verb, at) in [
+        ("POST", "/things"),
+        ("PUT", "/things/t-1/attachment"),
+        ("POST", "/hooks"),
+    ] {
         assert_eq!(fixture.calls(verb, at).await, 1, "{verb} {at}");
     }
     assert_eq!(fixture.calls("DELETE", "/things/t-1").await, 0);
@@ -256,7 +302,8 @@ async fn a_graph_with_a_dependency_and_a_parallel_wave_completes_with_outputs_fl
 }
 
 #[tokio::test]
-async fn a_failing_action_is_retried_then_compensated_and_a_retry_completes_without_repeating_what_succeeded() {
+async fn a_failing_action_is_retried_then_compensated_and_a_retry_completes_without_repeating_what_succeeded(
+) {
     let fixture = Fixture::new().await;
     mount_create(&fixture.server).await;
     mount_attach(&fixture.server, 503).await;
@@ -265,14 +312,23 @@ async fn a_failing_action_is_retried_then_compensated_and_a_retry_completes_with
     let failed = fixture.wait_for(&id, &["Completed", "Failed"]).await;
     assert_eq!(failed["status"], "Failed", "{failed}");
     let reason = failed["reason"].as_str().unwrap();
-    assert!(reason.contains("attach") && reason.contains("503"), "{reason}");
+    assert!(
+        reason.contains("attach") && reason.contains("503"),
+        "{reason}"
+    );
     // Tried as often as its retry policy says, then given up.
     assert_eq!(fixture.calls("PUT", "/things/t-1/attachment").await, 3);
     // Compensated: what create made is deleted; the announcement has no rollback.
     assert_eq!(fixture.calls("DELETE", "/things/t-1").await, 1);
     let logs = fixture.logs(&id).await;
-    assert!(logs.iter().any(|l| l.contains("trying again in")), "{logs:#?}");
-    assert!(logs.iter().any(|l| l.starts_with("create: compensated")), "{logs:#?}");
+    assert!(
+        logs.iter().any(|l| l.contains("trying again in")),
+        "{logs:#?}"
+    );
+    assert!(
+        logs.iter().any(|l| l.starts_with("create: compensated")),
+        "{logs:#?}"
+    );
 
     // The cause is fixed: a retry completes, and announce is not sent again.
     fixture.server.reset().await;
@@ -283,12 +339,24 @@ async fn a_failing_action_is_retried_then_compensated_and_a_retry_completes_with
     let (status, body) = fixture.call(reqwest::Method::POST, &retry, None).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let (again, _) = fixture.call(reqwest::Method::POST, &retry, None).await;
-    assert_eq!(again, StatusCode::ACCEPTED, "a repeated retry is the same retry");
+    assert_eq!(
+        again,
+        StatusCode::ACCEPTED,
+        "a repeated retry is the same retry"
+    );
     let done = fixture.wait_for(&id, &["Completed", "Failed"]).await;
     assert_eq!(done["status"], "Completed", "{done}");
-    assert_eq!(fixture.calls("POST", "/things").await, 1, "create ran again: it was undone");
+    assert_eq!(
+        fixture.calls("POST", "/things").await,
+        1,
+        "create ran again: it was undone"
+    );
     assert_eq!(fixture.calls("PUT", "/things/t-1/attachment").await, 1);
-    assert_eq!(fixture.calls("POST", "/hooks").await, 0, "announce had succeeded");
+    assert_eq!(
+        fixture.calls("POST", "/hooks").await,
+        0,
+        "announce had succeeded"
+    );
 }
 
 #[tokio::test]
@@ -318,7 +386,11 @@ async fn rollback_compensates_a_completed_request() {
         .collect();
     assert_eq!(deletes, ["/things/t-1/attachment", "/things/t-1"]);
     let (status, _) = fixture.call(reqwest::Method::POST, &rollback, None).await;
-    assert_eq!(status, StatusCode::CONFLICT, "a rolled-back request cannot roll back again");
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a rolled-back request cannot roll back again"
+    );
 }
 
 #[tokio::test]
@@ -338,7 +410,11 @@ async fn cancelling_mid_run_stops_and_compensates() {
     let id = fixture.submit().await;
     fixture.wait_for(&id, &["InProgress"]).await;
     let (status, body) = fixture
-        .call(reqwest::Method::DELETE, &format!("/api/v1/requests/{id}"), None)
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/requests/{id}"),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "Cancelled");
@@ -350,11 +426,218 @@ async fn cancelling_mid_run_stops_and_compensates() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert_eq!(fixture.calls("DELETE", "/things/t-1").await, 1, "{:#?}", fixture.logs(&id).await);
+    assert_eq!(
+        fixture.calls("DELETE", "/things/t-1").await,
+        1,
+        "{:#?}",
+        fixture.logs(&id).await
+    );
     assert_eq!(fixture.calls("PUT", "/things/t-1/attachment").await, 0);
     assert_eq!(fixture.calls("POST", "/hooks").await, 0);
     let (_, still) = fixture
-        .call(reqwest::Method::GET, &format!("/api/v1/requests/{id}/status"), None)
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/requests/{id}/status"),
+            None,
+        )
         .await;
     assert_eq!(still["status"], "Cancelled");
+}
+
+/// The manual messaging-queue example: its ticket goes to the stack's fake
+/// JIRA, and the JIRA webhook resumes the request.
+mod manual {
+    use super::*;
+
+    fn queue() -> Value {
+        json!({"item_id": "messaging-queue", "fields": {
+            "queue_name": "orders-events", "environment": "dev", "queue_type": "standard",
+            "throughput": 50, "retention_days": 4, "data_classification": "internal",
+            "dead_letter_queue": false, "consumers": "The billing service reads order events."
+        }})
+    }
+
+    /// Submits a manual request and waits until its JIRA issue is open.
+    async fn open_ticket(fixture: &Fixture) -> (String, String) {
+        let (status, body) = fixture
+            .call(reqwest::Method::POST, "/api/v1/requests", Some(queue()))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        let id = body["id"].as_str().unwrap().to_string();
+        for _ in 0..120 {
+            let (_, status) = fixture
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/api/v1/requests/{id}/status"),
+                    None,
+                )
+                .await;
+            let ticket = status["actions"]
+                .as_array()
+                .and_then(|actions| actions.iter().find(|a| a["id"] == "ticket").cloned());
+            if let Some(key) = ticket
+                .as_ref()
+                .and_then(|t| t["outputs"]["issue_key"].as_str())
+            {
+                assert_eq!(status["status"], "InProgress", "{status}");
+                // The log says so too, once the task token is kept.
+                if fixture
+                    .logs(&id)
+                    .await
+                    .iter()
+                    .any(|l| l.contains("waiting for the platform team"))
+                {
+                    return (id, key.to_string());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        panic!("no ticket for {id}: {:#?}", fixture.logs(&id).await);
+    }
+
+    async fn deliver(
+        fixture: &Fixture,
+        key: &str,
+        status: &str,
+        category: &str,
+        resolution: Option<&str>,
+        secret: &str,
+    ) -> (StatusCode, Value) {
+        let mut fields = json!({"status": {"name": status, "statusCategory": {"key": category}}});
+        if let Some(resolution) = resolution {
+            fields["resolution"] = json!({"name": resolution});
+        }
+        let body =
+            json!({"webhookEvent": "jira:issue_updated", "issue": {"key": key, "fields": fields}})
+                .to_string();
+        let response = http()
+            .post(fixture.stack.url("/api/v1/webhooks/jira"))
+            .header("Content-Type", "application/json")
+            .header(
+                "X-Hub-Signature",
+                pao::requests::ticket::sign(secret.as_bytes(), body.as_bytes()),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let code = response.status();
+        (code, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn fake_calls() -> Vec<String> {
+        let calls: Value = http()
+            .get(format!("{}/_calls", env("PAO_FAKE_URL")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        calls["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {}",
+                    c["method"].as_str().unwrap(),
+                    c["path"].as_str().unwrap()
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_manual_request_waits_for_its_ticket_and_completes_when_it_is_resolved() {
+        let fixture = Fixture::new().await;
+        let secret = env("PAO_JIRA_WEBHOOK_SECRET");
+        let (id, key) = open_ticket(&fixture).await;
+        assert!(key.starts_with("INTPLAT-"), "{key}");
+        assert!(fake_calls()
+            .await
+            .contains(&"POST /jira/rest/api/2/issue".to_string()));
+
+        // A forged delivery is refused and changes nothing.
+        let (status, body) = deliver(
+            &fixture,
+            &key,
+            "Done",
+            "done",
+            Some("Done"),
+            "not-the-secret",
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(body["error"]["code"], "bad_signature");
+        // Work in progress keeps it waiting.
+        let (status, body) = deliver(
+            &fixture,
+            &key,
+            "In Progress",
+            "indeterminate",
+            None,
+            &secret,
+        )
+        .await;
+        assert_eq!(
+            (status, body["outcome"].as_str()),
+            (StatusCode::OK, Some("heartbeat")),
+            "{body}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (_, still) = fixture
+            .call(
+                reqwest::Method::GET,
+                &format!("/api/v1/requests/{id}/status"),
+                None,
+            )
+            .await;
+        assert_eq!(still["status"], "InProgress");
+
+        let (status, body) = deliver(&fixture, &key, "Done", "done", Some("Done"), &secret).await;
+        assert_eq!(
+            (status, body["outcome"].as_str()),
+            (StatusCode::OK, Some("completed")),
+            "{body}"
+        );
+        let done = fixture.wait_for(&id, &["Completed", "Failed"]).await;
+        assert_eq!(done["status"], "Completed", "{done}");
+        // A late delivery for the same issue resumes nothing.
+        let (status, body) = deliver(&fixture, &key, "Done", "done", Some("Done"), &secret).await;
+        assert_eq!(
+            (status, body["outcome"].as_str()),
+            (StatusCode::OK, Some("ignored")),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rejected_ticket_fails_the_request_with_the_reason() {
+        let fixture = Fixture::new().await;
+        let secret = env("PAO_JIRA_WEBHOOK_SECRET");
+        let (id, key) = open_ticket(&fixture).await;
+        let (status, body) =
+            deliver(&fixture, &key, "Done", "done", Some("Won't Do"), &secret).await;
+        assert_eq!(
+            (status, body["outcome"].as_str()),
+            (StatusCode::OK, Some("rejected")),
+            "{body}"
+        );
+        let failed = fixture.wait_for(&id, &["Completed", "Failed"]).await;
+        assert_eq!(failed["status"], "Failed");
+        assert_eq!(
+            failed["reason"],
+            format!("Rejected: JIRA {key} was closed as Won't Do").as_str()
+        );
+        // Compensation tells the issue it is no longer needed.
+        let comment = format!("POST /jira/rest/api/2/issue/{key}/comment");
+        for _ in 0..40 {
+            if fake_calls().await.contains(&comment) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        panic!("no comment on {key}: {:#?}", fixture.logs(&id).await);
+    }
 }

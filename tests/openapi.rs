@@ -355,7 +355,7 @@ fn only_the_public_routes_need_no_caller() {
         .into_iter()
         .filter(|(method, path)| doc["paths"][path][method.to_lowercase()]["security"] == json!([]))
         .collect();
-    let expected: BTreeSet<(String, String)> = [
+    let mut expected: BTreeSet<(String, String)> = [
         "/api/v1/health",
         "/api/v1/health/ready",
         "/api/v1/openapi.json",
@@ -363,6 +363,8 @@ fn only_the_public_routes_need_no_caller() {
     .into_iter()
     .map(|path| ("GET".to_string(), path.to_string()))
     .collect();
+    // JIRA signs its deliveries instead.
+    expected.insert(("POST".to_string(), "/api/v1/webhooks/jira".to_string()));
     assert_eq!(public, expected);
     assert_eq!(TEMPLATE.matches("Authorizer: NONE").count(), expected.len());
 
@@ -786,7 +788,16 @@ async fn every_route_answers_as_documented() {
         }
     }
 
+    let queue = json!({"item_id": "messaging-queue", "fields": {
+        "queue_name": "orders-events", "environment": "dev", "queue_type": "standard",
+        "throughput": 50, "retention_days": 4, "data_classification": "internal",
+        "dead_letter_queue": false, "consumers": "The billing service reads order events."
+    }});
     // ------------------------------------------------------------ cancel
+    // A manual request waits for its ticket: there is time to cancel it.
+    let waiting = submit(dev, queue.clone(), None).await;
+    assert_eq!(waiting.status, StatusCode::ACCEPTED, "{}", waiting.body);
+    let id = waiting.body["id"].as_str().unwrap().to_string();
     let path = format!("/api/v1/requests/{id}");
     for (caller, target, expected) in [
         (anonymous, path.clone(), StatusCode::UNAUTHORIZED),
@@ -822,6 +833,44 @@ async fn every_route_answers_as_documented() {
         }
     }
 
+    // The JIRA webhook: signed deliveries only.
+    let hook = "/api/v1/webhooks/jira";
+    let delivery =
+        json!({"webhookEvent": "jira:issue_updated", "issue": {"key": "NOPE-1", "fields": {}}});
+    let signed = |body: String, signature: String| {
+        api.call(Method::POST, hook, hook, anonymous, move |r| {
+            r.header("X-Hub-Signature", signature)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body)
+        })
+    };
+    let secret = env("PAO_JIRA_WEBHOOK_SECRET");
+    let body = delivery.to_string();
+    let ignored = signed(
+        body.clone(),
+        pao::requests::ticket::sign(secret.as_bytes(), body.as_bytes()),
+    )
+    .await;
+    assert_eq!(ignored.status, StatusCode::OK, "{}", ignored.body);
+    assert_eq!(ignored.body["outcome"], "ignored");
+    let forged = signed(
+        body.clone(),
+        pao::requests::ticket::sign(b"guess", body.as_bytes()),
+    )
+    .await;
+    assert_eq!(forged.status, StatusCode::UNAUTHORIZED);
+    let unsigned = api
+        .call(Method::POST, hook, hook, anonymous, |r| r.json(&delivery))
+        .await;
+    assert_eq!(unsigned.status, StatusCode::UNAUTHORIZED);
+    let junk = "{not json".to_string();
+    let garbled = signed(
+        junk.clone(),
+        pao::requests::ticket::sign(secret.as_bytes(), junk.as_bytes()),
+    )
+    .await;
+    assert_eq!(garbled.status, StatusCode::BAD_REQUEST);
+
     // Cancelled: a reason, and an audit entry with `from` and `reason`.
     let cancelled = api.get(status, &format!("{path}/status"), dev).await;
     assert_eq!(cancelled.body["status"], "Cancelled");
@@ -840,11 +889,6 @@ async fn every_route_answers_as_documented() {
         role.replace(":iam::", ":sts::")
             .replace(":role/", ":assumed-role/")
     );
-    let queue = json!({"item_id": "messaging-queue", "fields": {
-        "queue_name": "orders-events", "environment": "dev", "queue_type": "standard",
-        "throughput": 50, "retention_days": 4, "data_classification": "internal",
-        "dead_letter_queue": false, "consumers": "The billing service reads order events."
-    }});
     let service_submit = |caller, body: Value| {
         api.call(
             Method::POST,

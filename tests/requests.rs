@@ -56,6 +56,15 @@ fn database(fields: Value) -> Value {
     json!({"item_id": "rest-database", "fields": fields})
 }
 
+/// A request for the manual messaging-queue item.
+fn queue() -> Value {
+    json!({"item_id": "messaging-queue", "fields": {
+        "queue_name": "orders-events", "environment": "dev", "queue_type": "standard",
+        "throughput": 50, "retention_days": 4, "data_classification": "internal",
+        "dead_letter_queue": false, "consumers": "The billing service reads order events."
+    }})
+}
+
 #[tokio::test]
 async fn a_submission_is_queued_with_an_execution_named_after_it() {
     let stack = Stack::connect().await;
@@ -81,7 +90,11 @@ async fn a_submission_is_queued_with_an_execution_named_after_it() {
     // The execution carries the id, not the request.
     assert_eq!(
         execution.input(),
-        Some(json!({"request_id": id}).to_string().as_str())
+        Some(
+            json!({"request_id": id, "rollback": false})
+                .to_string()
+                .as_str()
+        )
     );
 }
 
@@ -261,7 +274,8 @@ async fn requests_are_seen_by_their_owner_and_admins_only() {
 async fn cancel_stops_the_execution_and_a_finished_request_cannot_be_cancelled() {
     let stack = Stack::connect().await;
     let user = developer();
-    let (_, request) = submit(&stack, &user, database(fields()), None).await;
+    // A manual request: it waits for its JIRA issue to be resolved.
+    let (_, request) = submit(&stack, &user, queue(), None).await;
     let path = format!("/api/v1/requests/{}", request["id"].as_str().unwrap());
 
     // Cancel mid-run: once the engine has started and the execution waits.

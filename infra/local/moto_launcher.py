@@ -9,9 +9,11 @@ Functions Task states and S3 bucket notifications both invoke through it.
 It also closes two gaps between moto and AWS. DynamoDB applies a conditional
 write atomically; moto's threaded server checks the condition and writes
 without a lock, so two racing writers can both win: its write operations are
-serialised here. And S3: deleting an object of a versioned
+serialised here. S3: deleting an object of a versioned
 bucket creates a delete marker, for which S3 sends
-`s3:ObjectRemoved:DeleteMarkerCreated` and moto sends nothing.
+`s3:ObjectRemoved:DeleteMarkerCreated` and moto sends nothing. And Step
+Functions: moto's SendTaskFailure handler drops the `cause`, so a failed
+task lost its reason; it is passed on here.
 
 Usage: moto_launcher.py --port PORT --lambda-url http://127.0.0.1:LAMBDA_PORT
 """
@@ -31,7 +33,9 @@ from moto import server
 from moto.awslambda.models import LambdaFunction
 from moto.dynamodb.models import DynamoDBBackend
 from moto.s3 import notifications
+from moto.core.responses import ActionResult, EmptyResult
 from moto.s3.models import S3Backend
+from moto.stepfunctions.responses import StepFunctionResponse
 
 
 def forwarding_invoke(lambda_url: str):
@@ -105,6 +109,19 @@ def notify_delete_markers() -> None:
     S3Backend.delete_object = delete_object
 
 
+def pass_task_failure_cause() -> None:
+    def send_task_failure(self) -> ActionResult:
+        backend = self.stepfunction_backend
+        token, error, cause = (self._get_param(name) for name in ("taskToken", "error", "cause"))
+        try:
+            backend.send_task_failure(token, error=error, cause=cause)
+        except TypeError:  # the backend without the ASL interpreter takes no cause
+            backend.send_task_failure(token, error=error)
+        return EmptyResult()
+
+    StepFunctionResponse.send_task_failure = send_task_failure
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
@@ -115,6 +132,7 @@ def main() -> None:
     LambdaFunction._invoke_lambda = forwarding_invoke(args.lambda_url.rstrip("/"))
     notify_delete_markers()
     serialise_dynamodb_writes()
+    pass_task_failure_cause()
     server.main(["--host", "127.0.0.1", "--port", str(args.port)])
 
 

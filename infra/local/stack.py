@@ -51,6 +51,7 @@ class Ports:
     aws: int
     lambda_: int
     api: int
+    fake: int
 
     @classmethod
     def configured(cls) -> "Ports":
@@ -60,22 +61,24 @@ class Ports:
                 raise StackError(f"{name}={value!r} is not a port number")
             return int(value)
 
-        return cls(port("PAO_AWS_PORT", 4566), port("PAO_LAMBDA_PORT", 9070), port("PAO_API_PORT", 3070))
+        return cls(port("PAO_AWS_PORT", 4566), port("PAO_LAMBDA_PORT", 9070), port("PAO_API_PORT", 3070),
+                   port("PAO_FAKE_PORT", 3071))
 
     @classmethod
     def free(cls) -> "Ports":
-        sockets = [socket.socket() for _ in range(3)]
+        sockets = [socket.socket() for _ in range(4)]
         try:
             for sock in sockets:
                 sock.bind(("127.0.0.1", 0))
-            aws, lambda_, api = (sock.getsockname()[1] for sock in sockets)
+            aws, lambda_, api, fake = (sock.getsockname()[1] for sock in sockets)
         finally:
             for sock in sockets:
                 sock.close()
-        return cls(aws, lambda_, api)
+        return cls(aws, lambda_, api, fake)
 
     def check_free(self) -> None:
-        for name, port in (("PAO_AWS_PORT", self.aws), ("PAO_LAMBDA_PORT", self.lambda_), ("PAO_API_PORT", self.api)):
+        for name, port in (("PAO_AWS_PORT", self.aws), ("PAO_LAMBDA_PORT", self.lambda_), ("PAO_API_PORT", self.api),
+                           ("PAO_FAKE_PORT", self.fake)):
             with socket.socket() as sock:
                 # Connections of a stopped stack linger in TIME_WAIT; only a
                 # listener means the port is taken (the servers reuse it too).
@@ -156,9 +159,16 @@ class Stack:
             "AWS_SECRET_ACCESS_KEY": "test",
             "AWS_EC2_METADATA_DISABLED": "true",
         }
-        # The local services the actions call (test servers, the fake JIRA)
-        # live on loopback, which the egress guard refuses unless allowed.
-        local = {"PAO_AUTH_MODE": "dev", "PAO_EGRESS_ALLOW": "127.0.0.1/32"}
+        fake_url = f"http://127.0.0.1:{ports.fake}"
+        services = local_services(fake_url)
+        say(f"starting the fake JIRA, DBaaS and team webhook on {fake_url}")
+        self.start("fake-services", [python, str(HERE / "fake_services.py"), "--port", str(ports.fake)],
+                   env={**os.environ, **services})
+        wait_for(f"{fake_url}/_health", EMULATOR_START_SECONDS,
+                 f"the fake services did not answer within {EMULATOR_START_SECONDS} s (see {self.logs}/fake-services.log)")
+        # The local services the actions call (test servers, the fakes) live
+        # on loopback, which the egress guard refuses unless allowed.
+        local = {"PAO_AUTH_MODE": "dev", "PAO_EGRESS_ALLOW": "127.0.0.1/32", **services}
         function_env = {**env, **aws_env, **local, **overrides}
         functions_file = self.dir / "functions.env"
         functions_file.write_text("".join(f"{k}={v}\n" for k, v in function_env.items()))
@@ -191,9 +201,27 @@ class Stack:
         published = load_example_catalog(template, aws_url, api_url)
         say(f"catalog: {len(published)} items published ({', '.join(published)})")
 
-        stack_env = {"PAO_API_URL": api_url, "PAO_LOG_DIR": str(self.logs), **aws_env, **env}
+        stack_env = {"PAO_API_URL": api_url, "PAO_FAKE_URL": fake_url, "PAO_LOG_DIR": str(self.logs),
+                     **aws_env, **env, **services}
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in stack_env.items()))
         return stack_env
+
+
+def local_services(fake_url: str) -> dict[str, str]:
+    """What the functions need to reach the fake services: their URLs, the
+    env names templates may read, and local-only credentials (the fakes
+    check them, as the real services would)."""
+    return {
+        "PAO_JIRA_URL": f"{fake_url}/jira",
+        "PAO_JIRA_USER": "pao-bot",
+        "PAO_JIRA_API_TOKEN": "local-jira-token",
+        "PAO_JIRA_WEBHOOK_SECRET": "local-jira-webhook-secret",
+        "DBAAS_URL": f"{fake_url}/dbaas",
+        "DBAAS_TOKEN": "local-dbaas-token",
+        "TEAM_WEBHOOK_URL": f"{fake_url}/hooks/team",
+        "PAO_TEMPLATE_ENV": "DBAAS_URL,TEAM_WEBHOOK_URL",
+        "PAO_TEMPLATE_SECRETS": "DBAAS_TOKEN",
+    }
 
 
 def warm_up(template: Template, lambda_url: str) -> None:

@@ -23,6 +23,10 @@ pub struct ActionInput {
     /// How many times Step Functions has retried this call (`$$.State.RetryCount`).
     #[serde(default)]
     pub attempt: u32,
+    /// The task token of a step that waits to be resumed (the manual
+    /// ticket); never logged, never shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_token: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,4 +1,5 @@
 //! The actions PAO runs itself, each behind the contract of `crate::action`.
 
 pub mod http;
+pub mod jira;
 pub mod runner;

@@ -16,8 +16,9 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::http::{self, Kind};
+use super::jira::Jira;
 use crate::action::{ActionError, ActionInput, ActionOutput, Op};
-use crate::catalog::item::{Action, ActionType, Retry};
+use crate::catalog::item::{Action, ActionType, Mode, Retry};
 use crate::clock::now;
 use crate::outbound::{AllowList, Egress};
 use crate::requests::fulfilment::{responses, ActionRecord, ActionStatus, Plan};
@@ -28,7 +29,11 @@ pub struct Runner {
     store: Arc<dyn RequestStore>,
     egress: Egress,
     env: TemplateEnv,
+    jira: Option<Jira>,
 }
+
+/// The action id of a manual request's ticket.
+pub const TICKET: &str = "ticket";
 
 /// What one request's action needs to run.
 struct Job {
@@ -74,8 +79,18 @@ fn kind_of(action: &Action) -> Result<Kind, ActionError> {
 }
 
 impl Runner {
-    pub fn new(store: Arc<dyn RequestStore>, egress: Egress, env: TemplateEnv) -> Self {
-        Self { store, egress, env }
+    pub fn new(
+        store: Arc<dyn RequestStore>,
+        egress: Egress,
+        env: TemplateEnv,
+        jira: Option<Jira>,
+    ) -> Self {
+        Self {
+            store,
+            egress,
+            env,
+            jira,
+        }
     }
 
     /// Reads the configuration and builds the clients, once per process.
@@ -89,11 +104,16 @@ impl Runner {
             aws_sdk_dynamodb::Client::new(&sdk),
             table,
         );
-        Ok(Self::new(Arc::new(store), Egress::new(allow), template_env))
+        let egress = Egress::new(allow);
+        let jira = Jira::from_env(&env, egress.clone())?;
+        Ok(Self::new(Arc::new(store), egress, template_env, jira))
     }
 
     #[tracing::instrument(skip(self, input), fields(request_id = %input.request_id, action_id = %input.action_id, op = ?input.op))]
     pub async fn run(&self, input: ActionInput) -> Result<ActionOutput, ActionError> {
+        if input.action_id == TICKET {
+            return self.ticket(input).await;
+        }
         let job = self.job(&input).await?;
         match input.op {
             Op::Start | Op::Poll => self.advance(job).await,
@@ -315,6 +335,126 @@ impl Runner {
                 Err(err)
             }
         }
+    }
+
+    /// A manual request: opens its JIRA issue (once, however often the step
+    /// is retried) and keeps the task token, which the JIRA webhook resumes.
+    /// Compensation comments on the issue that it is no longer needed.
+    async fn ticket(&self, input: ActionInput) -> Result<ActionOutput, ActionError> {
+        let id = input.request_id.as_str();
+        let request = self
+            .store
+            .get(id)
+            .await?
+            .ok_or_else(|| ActionError::Fatal(format!("request {id} does not exist")))?;
+        let plan =
+            self.store.plan(id).await?.ok_or_else(|| {
+                ActionError::Fatal(format!("request {id} has no fulfilment plan"))
+            })?;
+        if plan.mode != Mode::Manual {
+            return Err(ActionError::Fatal(
+                "an automated item never falls back to a manual ticket".to_string(),
+            ));
+        }
+        let records = self.store.actions(id).await?;
+        let record = records.iter().find(|r| r.action_id == TICKET).cloned();
+        let jira = self.jira.as_ref().ok_or_else(|| {
+            ActionError::Fatal(
+                "no JIRA is configured (PAO_JIRA_URL), so no ticket can be opened".to_string(),
+            )
+        })?;
+        let job = Job {
+            request,
+            plan,
+            action: Action {
+                id: TICKET.to_string(),
+                kind: ActionType::JiraTicket,
+                depends_on: Vec::new(),
+                when: None,
+                config: Map::new(),
+                retry: None,
+                timeout_seconds: None,
+                rollback: None,
+            },
+            records,
+        };
+        if input.op == Op::Compensate {
+            let Some(mut record) = record.filter(|r| r.status == ActionStatus::Succeeded) else {
+                return Ok(ActionOutput::done(Map::new()));
+            };
+            let key = record
+                .outputs
+                .get("issue_key")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let note = format!(
+                "PAO request {id} ended ({}); this ticket is no longer needed.",
+                job.request.status
+            );
+            jira.comment(&key, &note).await?;
+            record.status = ActionStatus::Compensated;
+            record.finished_at = Some(now());
+            self.store
+                .put_action(id, &record, Guard::Is(ActionStatus::Succeeded))
+                .await?;
+            self.log(
+                id,
+                TICKET,
+                "info",
+                &format!("commented on {key}: no longer needed"),
+            )
+            .await?;
+            return Ok(ActionOutput::done(Map::new()));
+        }
+        if job.request.status == RequestStatus::Cancelled {
+            return Err(ActionError::Fatal("the request was cancelled".to_string()));
+        }
+        let token = input.task_token.ok_or_else(|| {
+            ActionError::Fatal("the ticket step needs its task token".to_string())
+        })?;
+        let outputs = match record.filter(|r| r.status == ActionStatus::Succeeded) {
+            Some(done) => done.outputs,
+            None => {
+                let context = job.context(&self.env);
+                let issue = jira.create(&job.plan.manual.jira, &context).await?;
+                let mut outputs = Map::new();
+                outputs.insert("issue_key".into(), Value::String(issue.key.clone()));
+                outputs.insert("issue_url".into(), Value::String(issue.url.clone()));
+                let at = now();
+                let record = ActionRecord {
+                    action_id: TICKET.to_string(),
+                    kind: ActionType::JiraTicket,
+                    status: ActionStatus::Succeeded,
+                    attempts: 1,
+                    outputs: outputs.clone(),
+                    error: None,
+                    started_at: at.clone(),
+                    finished_at: Some(at),
+                };
+                self.store
+                    .put_action(id, &record, Guard::Not(ActionStatus::Succeeded))
+                    .await?;
+                self.store.save_ticket(&issue.key, id).await?;
+                self.log(
+                    id,
+                    TICKET,
+                    "info",
+                    &format!("JIRA issue {} opened: {}", issue.key, issue.url),
+                )
+                .await?;
+                outputs
+            }
+        };
+        self.store.save_task_token(id, &token).await?;
+        self.log(
+            id,
+            TICKET,
+            "info",
+            "waiting for the platform team to resolve the issue",
+        )
+        .await?;
+        Ok(ActionOutput::done(outputs))
     }
 
     async fn log(

@@ -15,6 +15,7 @@ use crate::aws::{
 };
 use crate::config::{ConfigError, Env};
 use crate::requests::submit::{RequestError, Requests, Submission};
+use crate::requests::ticket::{self, Delivery};
 use crate::requests::{ListQuery, RequestStatus};
 
 /// The largest request body accepted (a form with a small file field).
@@ -26,6 +27,8 @@ pub struct RequestsApi {
     auth: AuthMode,
     /// The group IAM-authorised service callers are members of.
     service_group: String,
+    /// The shared secret JIRA signs its webhook deliveries with.
+    jira_secret: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -72,7 +75,14 @@ impl RequestsApi {
             requests,
             auth,
             service_group,
+            jira_secret: None,
         }
+    }
+
+    /// Accepts JIRA webhook deliveries signed with `secret`.
+    pub fn with_jira_secret(mut self, secret: Option<String>) -> Self {
+        self.jira_secret = secret.filter(|s| !s.is_empty());
+        self
     }
 
     /// Reads the configuration and builds the SDK clients, once per process.
@@ -98,7 +108,8 @@ impl RequestsApi {
             admin_group,
         )
         .with_item_cache(std::time::Duration::from_secs(item_ttl));
-        Ok(Self::new(requests, auth, service_group))
+        let jira_secret = std::env::var("PAO_JIRA_WEBHOOK_SECRET").ok();
+        Ok(Self::new(requests, auth, service_group).with_jira_secret(jira_secret))
     }
 
     pub async fn handle(&self, req: Request) -> Response<Body> {
@@ -110,6 +121,10 @@ impl RequestsApi {
 
     async fn route(&self, req: &Request) -> Result<Response<Body>, ApiError> {
         let key = route_key(req);
+        if key == Some("POST /api/v1/webhooks/jira") {
+            // JIRA is no user: the delivery's signature is its credential.
+            return self.jira_webhook(req).await;
+        }
         // Service routes (`/api/v1/service/...`) sit behind the AWS_IAM
         // authorizer, every other route behind the JWT one; each reads only
         // its own kind of identity.
@@ -168,6 +183,38 @@ impl RequestsApi {
             }
             _ => Err(ApiError::no_route(req)),
         }
+    }
+
+    async fn jira_webhook(&self, req: &Request) -> Result<Response<Body>, ApiError> {
+        let secret = self.jira_secret.as_deref().ok_or_else(|| {
+            ApiError::not_found("the JIRA webhook is not configured (PAO_JIRA_WEBHOOK_SECRET)")
+        })?;
+        let body = req.body().as_ref();
+        if body.len() > MAX_BODY_BYTES {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("a delivery may be at most {MAX_BODY_BYTES} bytes"),
+            ));
+        }
+        let signature = req
+            .headers()
+            .get("x-hub-signature")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        if !ticket::verify(secret.as_bytes(), body, signature) {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "bad_signature",
+                "the delivery's X-Hub-Signature is not the HMAC-SHA256 of its body under the shared secret",
+            ));
+        }
+        let event = ticket::parse(body).map_err(ApiError::bad_request)?;
+        let answer = match self.requests.ticket_changed(&event).await? {
+            Delivery::Resumed(outcome) => json!({"outcome": outcome}),
+            Delivery::Ignored(reason) => json!({"outcome": "ignored", "reason": reason}),
+        };
+        Ok(json(StatusCode::OK, &answer))
     }
 
     /// Submits a request; the answer's `Location` is `{base}/{id}`, on the

@@ -94,6 +94,20 @@ impl RequestTable {
         ]))
     }
 
+    async fn get_raw(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|err| super::unavailable(SERVICE, "GetItem", &err))?;
+        Ok(output.item)
+    }
+
     async fn query_prefix<T: serde::de::DeserializeOwned>(
         &self,
         id: &str,
@@ -195,17 +209,8 @@ impl RequestStore for RequestTable {
     }
 
     async fn get(&self, id: &str) -> Result<Option<Request>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("REQ#{id}")))
-            .key("sk", s(REQUEST))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|err| super::unavailable(SERVICE, "GetItem", &err))?;
-        output.item.as_ref().map(document).transpose()
+        let item = self.get_raw(format!("REQ#{id}"), REQUEST).await?;
+        item.as_ref().map(document).transpose()
     }
 
     async fn transition(
@@ -419,6 +424,31 @@ impl RequestStore for RequestTable {
             .map_err(|err| super::unavailable(SERVICE, "PutItem", &err))
     }
 
+    async fn task_token(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let item = self.get_raw(format!("REQ#{id}"), "TASK").await?;
+        Ok(item.and_then(|item| item.get("task_token")?.as_s().ok().cloned()))
+    }
+
+    async fn save_ticket(&self, issue_key: &str, id: &str) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("TICKET#{issue_key}")))
+            .item("sk", s("TICKET"))
+            .item("request_id", s(id))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|err| super::unavailable(SERVICE, "PutItem", &err))
+    }
+
+    async fn ticket_request(&self, issue_key: &str) -> Result<Option<String>, StoreError> {
+        let item = self
+            .get_raw(format!("TICKET#{issue_key}"), "TICKET")
+            .await?;
+        Ok(item.and_then(|item| item.get("request_id")?.as_s().ok().cloned()))
+    }
+
     async fn save_plan(&self, id: &str, plan: &Plan) -> Result<(), StoreError> {
         let saved = self
             .client
@@ -438,17 +468,8 @@ impl RequestStore for RequestTable {
     }
 
     async fn plan(&self, id: &str) -> Result<Option<Plan>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("REQ#{id}")))
-            .key("sk", s(PLAN))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|err| super::unavailable(SERVICE, "GetItem", &err))?;
-        output.item.as_ref().map(document).transpose()
+        let item = self.get_raw(format!("REQ#{id}"), PLAN).await?;
+        item.as_ref().map(document).transpose()
     }
 
     async fn actions(&self, id: &str) -> Result<Vec<ActionRecord>, StoreError> {

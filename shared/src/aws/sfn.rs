@@ -5,7 +5,7 @@ use aws_sdk_sfn::Client;
 
 use crate::catalog::index::StoreError;
 use crate::health::{Probe, ProbeFailure};
-use crate::requests::Workflow;
+use crate::requests::{TaskOutcome, Workflow};
 
 const SERVICE: &str = "Step Functions";
 
@@ -88,6 +88,59 @@ impl Workflow for Fulfillment {
                 Ok(self.execution_arn(name))
             }
             Err(err) => Err(super::unavailable(SERVICE, "StartExecution", &err)),
+        }
+    }
+
+    async fn resume(&self, token: &str, outcome: &TaskOutcome) -> Result<bool, StoreError> {
+        let (operation, sent) = match outcome {
+            TaskOutcome::Succeeded(output) => (
+                "SendTaskSuccess",
+                self.client
+                    .send_task_success()
+                    .task_token(token)
+                    .output(output.to_string())
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|err| err.into_service_error().meta().code().map(str::to_string)),
+            ),
+            TaskOutcome::Failed { error, cause } => (
+                "SendTaskFailure",
+                self.client
+                    .send_task_failure()
+                    .task_token(token)
+                    .error(error)
+                    .cause(cause)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|err| err.into_service_error().meta().code().map(str::to_string)),
+            ),
+            TaskOutcome::Heartbeat => (
+                "SendTaskHeartbeat",
+                self.client
+                    .send_task_heartbeat()
+                    .task_token(token)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|err| err.into_service_error().meta().code().map(str::to_string)),
+            ),
+        };
+        match sent {
+            Ok(()) => Ok(true),
+            // The execution ended, or timed out waiting: nothing to resume.
+            Err(Some(code))
+                if code == "TaskTimedOut"
+                    || code == "InvalidToken"
+                    || code == "TaskDoesNotExist" =>
+            {
+                Ok(false)
+            }
+            Err(code) => Err(StoreError::Unavailable(format!(
+                "Step Functions {operation} failed ({})",
+                code.unwrap_or_else(|| "no answer".to_string())
+            ))),
         }
     }
 

@@ -31,6 +31,27 @@ pub fn compile(item: &CatalogItem) -> Result<Validator, String> {
 }
 
 /// Checks `fields` and returns them as an object.
+/// The submitted values plus the default of every field left out that the
+/// form shows (its `show_if` holds on the values as they stand), as the
+/// portal's form would have filled them: templates and the request record
+/// see what the developer was offered.
+fn with_defaults(item: &CatalogItem, values: &Map<String, Value>) -> Map<String, Value> {
+    let mut filled = values.clone();
+    for field in &item.presentation.fields {
+        let Some(default) = &field.default else {
+            continue;
+        };
+        let shown = field
+            .show_if
+            .as_ref()
+            .is_none_or(|condition| condition.holds(filled.get(&condition.field)));
+        if shown && !filled.contains_key(&field.id) {
+            filled.insert(field.id.clone(), default.clone());
+        }
+    }
+    filled
+}
+
 pub fn check(
     item: &CatalogItem,
     validator: &Validator,
@@ -65,7 +86,7 @@ pub fn check(
         }
     }
     if errors.is_empty() {
-        Ok(values.clone())
+        Ok(with_defaults(item, values))
     } else {
         errors.sort_by(|a, b| a.path.cmp(&b.path).then(a.message.cmp(&b.message)));
         errors.dedup();
@@ -190,6 +211,23 @@ mod tests {
             passwords(&item, &values),
             vec![("admin_password", "correct horse battery staple 1!")]
         );
+    }
+
+    #[test]
+    fn defaults_fill_the_fields_left_out_that_the_form_shows() {
+        let item = item();
+        let validator = compile(&item).unwrap();
+        let values = check(&item, &validator, &valid_fields()).unwrap();
+        assert_eq!(values["high_availability"], false);
+        assert_eq!(values["backup_retention_days"], 7);
+        // Shown for postgres, the engine chosen; mysql's stays out.
+        assert_eq!(values["postgres_version"], "16");
+        assert!(!values.contains_key("mysql_version"));
+        // A value given is kept.
+        let mut fields = valid_fields();
+        fields["backup_retention_days"] = 14.into();
+        let values = check(&item, &validator, &fields).unwrap();
+        assert_eq!(values["backup_retention_days"], 14);
     }
 
     #[test]

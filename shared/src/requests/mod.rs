@@ -8,6 +8,7 @@ pub mod fields;
 pub mod fulfilment;
 pub mod status;
 pub mod submit;
+pub mod ticket;
 
 use std::collections::BTreeMap;
 
@@ -169,6 +170,11 @@ pub trait RequestStore: Send + Sync {
     async fn save_task_token(&self, id: &str, token: &str) -> Result<(), StoreError>;
     /// Keeps the fulfilment plan pinned at submission; the first write wins.
     async fn save_plan(&self, id: &str, plan: &Plan) -> Result<(), StoreError>;
+    /// The task token kept by [`RequestStore::save_task_token`].
+    async fn task_token(&self, id: &str) -> Result<Option<String>, StoreError>;
+    /// Remembers which request a JIRA issue belongs to.
+    async fn save_ticket(&self, issue_key: &str, id: &str) -> Result<(), StoreError>;
+    async fn ticket_request(&self, issue_key: &str) -> Result<Option<String>, StoreError>;
     async fn plan(&self, id: &str) -> Result<Option<Plan>, StoreError>;
     /// Every action record of the request.
     async fn actions(&self, id: &str) -> Result<Vec<ActionRecord>, StoreError>;
@@ -214,4 +220,19 @@ pub trait Workflow: Send + Sync {
     /// input) and returns its ARN.
     async fn start(&self, name: &str, input: &str) -> Result<String, StoreError>;
     async fn stop(&self, execution_arn: &str, cause: &str) -> Result<(), StoreError>;
+    /// Resumes a task waiting for its token; `false` when the token no
+    /// longer names a waiting task (its execution ended or timed out).
+    async fn resume(&self, token: &str, outcome: &TaskOutcome) -> Result<bool, StoreError>;
+}
+
+/// How a waiting task goes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskOutcome {
+    Succeeded(Value),
+    Failed {
+        error: String,
+        cause: String,
+    },
+    /// Still being worked on: the task's heartbeat clock starts again.
+    Heartbeat,
 }

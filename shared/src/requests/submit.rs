@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 
 use super::fields::{self, FieldError};
 use super::fulfilment::Plan;
+use super::ticket::{Delivery, IssueEvent};
 use super::{
     AuditEntry, IdempotencyRecord, ListError, ListQuery, LogEntry, Page, Request, RequestStatus,
     RequestStore, Requester, SecretStore, Transition, TransitionError, Workflow,
@@ -359,10 +360,17 @@ impl Requests {
         self.get(caller, id).await?;
         let plan = self.store.plan(id).await?;
         let records = self.store.actions(id).await?;
-        let ids: Vec<String> = match &plan {
-            Some(plan) => plan.actions.iter().map(|a| a.id.clone()).collect(),
-            None => records.iter().map(|r| r.action_id.clone()).collect(),
-        };
+        // The plan's actions in catalog order, then any other record (the
+        // ticket of a manual request).
+        let mut ids: Vec<String> = plan
+            .iter()
+            .flat_map(|plan| plan.actions.iter().map(|a| a.id.clone()))
+            .collect();
+        for record in &records {
+            if !ids.contains(&record.action_id) {
+                ids.push(record.action_id.clone());
+            }
+        }
         Ok(ids
             .into_iter()
             .map(|action_id| match records.iter().find(|r| r.action_id == action_id) {
@@ -467,6 +475,12 @@ impl Requests {
             }
         }
         self.get(caller, id).await
+    }
+
+    /// A JIRA issue of a manual request changed (the signature is checked
+    /// by the caller): resume the request waiting on it.
+    pub async fn ticket_changed(&self, event: &IssueEvent) -> Result<Delivery, RequestError> {
+        Ok(super::ticket::deliver(self.store.as_ref(), self.workflow.as_ref(), event).await?)
     }
 
     /// Stops the request's execution and marks it Cancelled.

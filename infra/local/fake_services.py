@@ -1,0 +1,181 @@
+"""Stand-ins for the outside services the example catalog calls, for the
+local stack: JIRA's REST API (issues, comments), the DBaaS the rest-database
+item provisions through, and a team chat webhook. PAO reaches them through
+configured URLs (PAO_JIRA_URL, DBAAS_URL, TEAM_WEBHOOK_URL) exactly as it
+would reach the real ones, and they check what the real ones check: the
+credentials PAO must send.
+
+    GET /_calls   every call received so far (method, path, status), for the
+                  demo and for people watching
+
+Standard library only; state is in memory and gone when the stack stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+MAX_BODY = 1024 * 1024
+
+
+class State:
+    def __init__(self, jira_user: str, jira_token: str, dbaas_token: str):
+        self.lock = threading.Lock()
+        self.jira_auth = "Basic " + base64.b64encode(f"{jira_user}:{jira_token}".encode()).decode()
+        self.dbaas_auth = f"Bearer {dbaas_token}"
+        self.issues: dict[str, dict] = {}
+        self.counters: dict[str, int] = {}
+        self.databases: dict[str, dict] = {}
+        self.by_key: dict[str, str] = {}
+        self.calls: list[dict] = []
+
+
+class Handler(BaseHTTPRequestHandler):
+    state: State
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt: str, *args) -> None:  # one JSON line per call instead
+        pass
+
+    def do_GET(self) -> None:
+        if self.path == "/_health":
+            return self.answer(200, {"ok": True}, record=False)
+        if self.path == "/_calls":
+            with self.state.lock:
+                return self.answer(200, {"calls": list(self.state.calls)}, record=False)
+        self.answer(404, {"message": "no such route"})
+
+    def do_POST(self) -> None:
+        body = self.body()
+        if body is None:
+            return
+        if self.path == "/jira/rest/api/2/issue":
+            return self.create_issue(body)
+        match = re.fullmatch(r"/jira/rest/api/2/issue/([A-Z][A-Z0-9]*-\d+)/comment", self.path)
+        if match:
+            return self.comment(match.group(1), body)
+        if self.path == "/dbaas/v1/databases":
+            return self.create_database(body)
+        if self.path.startswith("/hooks/"):
+            return self.answer(204, None)
+        self.answer(404, {"message": "no such route"})
+
+    def do_DELETE(self) -> None:
+        match = re.fullmatch(r"/dbaas/v1/databases/([a-z0-9-]+)", self.path)
+        if not match:
+            return self.answer(404, {"message": "no such route"})
+        if not self.authorized(self.state.dbaas_auth):
+            return
+        with self.state.lock:
+            found = self.state.databases.pop(match.group(1), None)
+        self.answer(204 if found else 404, None if found else {"message": "no such database"})
+
+    # ------------------------------------------------------------ JIRA
+    def create_issue(self, body: dict) -> None:
+        if not self.authorized(self.state.jira_auth):
+            return
+        fields = body.get("fields") or {}
+        project = (fields.get("project") or {}).get("key")
+        summary = fields.get("summary")
+        if not project or not summary or not (fields.get("issuetype") or {}).get("name"):
+            return self.answer(400, {"errorMessages": [], "errors": {"summary": "project, issuetype and summary are required"}})
+        with self.state.lock:
+            number = self.state.counters.get(project, 0) + 1
+            self.state.counters[project] = number
+            key = f"{project}-{number}"
+            self.state.issues[key] = {"fields": fields, "comments": []}
+        port = self.server.server_address[1]
+        self.answer(201, {"id": str(10000 + number), "key": key, "self": f"http://127.0.0.1:{port}/jira/rest/api/2/issue/{key}"})
+
+    def comment(self, key: str, body: dict) -> None:
+        if not self.authorized(self.state.jira_auth):
+            return
+        with self.state.lock:
+            issue = self.state.issues.get(key)
+            if issue is not None:
+                issue["comments"].append(body.get("body", ""))
+        if issue is None:
+            return self.answer(404, {"errorMessages": ["Issue does not exist"]})
+        self.answer(201, {"id": str(uuid.uuid4().int % 100000)})
+
+    # ------------------------------------------------------------ DBaaS
+    def create_database(self, body: dict) -> None:
+        if not self.authorized(self.state.dbaas_auth):
+            return
+        name = body.get("name")
+        if not isinstance(name, str) or not name:
+            return self.answer(422, {"message": "name is required"})
+        key = self.headers.get("Idempotency-Key") or str(uuid.uuid4())
+        with self.state.lock:
+            existing = self.state.by_key.get(key)
+            if existing and existing in self.state.databases:
+                return self.answer(201, self.state.databases[existing])
+            database_id = f"db-{uuid.uuid4().hex[:12]}"
+            port = 3306 if body.get("engine") == "mysql" else 5432
+            database = {"id": database_id, "host": f"{name}.{body.get('environment', 'dev')}.dbaas.local",
+                        "port": port, "status": "available"}
+            self.state.databases[database_id] = database
+            self.state.by_key[key] = database_id
+        self.answer(201, database)
+
+    # ------------------------------------------------------------ plumbing
+    def authorized(self, expected: str) -> bool:
+        if self.headers.get("Authorization") == expected:
+            return True
+        self.answer(401, {"message": "missing or wrong credentials"})
+        return False
+
+    def body(self) -> dict | None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            self.answer(413, {"message": "too large"})
+            return None
+        raw = self.rfile.read(length) if length else b""
+        if not raw:
+            return {}
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            self.answer(400, {"message": "the body is not JSON"})
+            return None
+        return parsed if isinstance(parsed, dict) else {}
+
+    def answer(self, status: int, body: dict | None, record: bool = True) -> None:
+        data = b"" if body is None else json.dumps(body).encode()
+        self.send_response(status)
+        if body is not None:
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        if record:
+            call = {"at": time.strftime("%H:%M:%S"), "method": self.command, "path": self.path, "status": status}
+            with self.state.lock:
+                self.state.calls.append(call)
+            sys.stdout.write(json.dumps(call) + "\n")
+            sys.stdout.flush()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    # Credentials come from the environment, never the command line (ps shows it).
+    Handler.state = State(os.environ["PAO_JIRA_USER"], os.environ["PAO_JIRA_API_TOKEN"], os.environ["DBAAS_TOKEN"])
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server.daemon_threads = True
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+//! JIRA, the adapter: creating the issue of a manual request (summary,
+//! description, assignee, labels and custom fields rendered from the item)
+//! and commenting on it, through JIRA's REST API v2, over the guarded
+//! egress client.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use reqwest::Method;
+use serde_json::{json, Map, Value};
+
+use crate::action::ActionError;
+use crate::catalog::item::JiraTicket;
+use crate::config::{ConfigError, Env};
+use crate::outbound::{Call, Egress, EgressError};
+use crate::template::render::{render_text, Context, Secrets};
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Where JIRA is and how PAO signs in (`PAO_JIRA_URL`, `PAO_JIRA_USER`,
+/// `PAO_JIRA_API_TOKEN`).
+pub struct Jira {
+    base_url: String,
+    /// `Basic <user:token>`: a secret, sent as a header only.
+    authorization: String,
+    egress: Egress,
+}
+
+/// An issue PAO created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    pub key: String,
+    pub url: String,
+}
+
+impl Jira {
+    /// `None` when no JIRA is configured: manual requests then fail with
+    /// that reason instead of waiting for a ticket nobody will see.
+    pub fn from_env<F: Fn(&str) -> Option<String>>(
+        env: &Env<F>,
+        egress: Egress,
+    ) -> Result<Option<Self>, ConfigError> {
+        let base_url = env.or("PAO_JIRA_URL", "");
+        if base_url.is_empty() {
+            return Ok(None);
+        }
+        let user = env.required("PAO_JIRA_USER")?;
+        let token = env.required("PAO_JIRA_API_TOKEN")?;
+        let credentials =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}"));
+        Ok(Some(Self {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            authorization: format!("Basic {credentials}"),
+            egress,
+        }))
+    }
+
+    /// The secret to keep out of every message.
+    pub fn secret(&self) -> &str {
+        &self.authorization
+    }
+
+    /// Creates the issue described by `ticket`, rendered with `context`.
+    pub async fn create(
+        &self,
+        ticket: &JiraTicket,
+        context: &Context,
+    ) -> Result<Issue, ActionError> {
+        let render = |text: &str, at: &str| -> Result<Value, ActionError> {
+            render_text(
+                text,
+                context,
+                Secrets::Refused,
+                &format!("fulfillment.manual.jira.{at}"),
+            )
+            .map_err(|err| ActionError::Fatal(err.to_string()))
+        };
+        let mut fields = Map::new();
+        fields.insert("project".into(), json!({"key": ticket.project}));
+        fields.insert("issuetype".into(), json!({"name": ticket.issue_type}));
+        fields.insert(
+            "summary".into(),
+            as_text(render(&ticket.summary, "summary")?),
+        );
+        if let Some(description) = &ticket.description {
+            fields.insert(
+                "description".into(),
+                as_text(render(description, "description")?),
+            );
+        }
+        if let Some(assignee) = &ticket.assignee {
+            fields.insert(
+                "assignee".into(),
+                json!({"name": as_text(render(assignee, "assignee")?)}),
+            );
+        }
+        if !ticket.labels.is_empty() {
+            let labels = ticket
+                .labels
+                .iter()
+                .map(|label| render(label, "labels").map(as_text))
+                .collect::<Result<Vec<_>, _>>()?;
+            fields.insert("labels".into(), Value::Array(labels));
+        }
+        for (id, value) in &ticket.custom_fields {
+            fields.insert(id.clone(), render(value, &format!("custom_fields.{id}"))?);
+        }
+        let answer = self
+            .send(
+                Method::POST,
+                "/rest/api/2/issue",
+                json!({ "fields": fields }),
+            )
+            .await?;
+        let key = answer.get("key").and_then(Value::as_str).ok_or_else(|| {
+            ActionError::Fatal("JIRA created an issue but sent no key".to_string())
+        })?;
+        Ok(Issue {
+            key: key.to_string(),
+            url: format!("{}/browse/{key}", self.base_url),
+        })
+    }
+
+    pub async fn comment(&self, key: &str, text: &str) -> Result<(), ActionError> {
+        self.send(
+            Method::POST,
+            &format!("/rest/api/2/issue/{key}/comment"),
+            json!({ "body": text }),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn send(&self, method: Method, path: &str, body: Value) -> Result<Value, ActionError> {
+        let described = format!("JIRA {method} {path}");
+        let call = Call {
+            method,
+            url: format!("{}{path}", self.base_url),
+            headers: vec![
+                ("Authorization".to_string(), self.authorization.clone()),
+                ("Accept".to_string(), "application/json".to_string()),
+            ],
+            body: Some(body),
+            timeout: TIMEOUT,
+        };
+        let reply = self.egress.send(call).await.map_err(|err| match err {
+            EgressError::Refused(reason) => ActionError::Fatal(format!("{described}: {reason}")),
+            other => ActionError::Retryable(format!("{described}: {other}")),
+        })?;
+        let status = reply.status;
+        if status.is_success() {
+            return Ok(serde_json::from_slice(&reply.body).unwrap_or(Value::Null));
+        }
+        // JIRA's error body names the fields it refused; it never holds our credentials.
+        let detail: String = String::from_utf8_lossy(&reply.body)
+            .chars()
+            .take(300)
+            .collect();
+        let message = format!(
+            "{described} answered {status}: {}",
+            detail.replace(&self.authorization, "[redacted]")
+        );
+        Err(if status.as_u16() == 429 {
+            ActionError::Throttled(message)
+        } else if status.is_server_error() {
+            ActionError::Retryable(message)
+        } else {
+            ActionError::Fatal(message)
+        })
+    }
+}
+
+fn as_text(value: Value) -> Value {
+    match value {
+        Value::String(_) => value,
+        Value::Null => Value::String(String::new()),
+        other => Value::String(other.to_string()),
+    }
+}
