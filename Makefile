@@ -5,7 +5,7 @@ PYTHON := .venv/bin/python
 STACK := $(PYTHON) infra/local/stack.py
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help install up down dev test fmt clippy unit templates integration bench load
+.PHONY: help install up down dev test fmt clippy unit templates integration bench load demo
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -49,3 +49,6 @@ bench: install ## benchmarks: catalog (criterion), then submission latency on a 
 # two cores lets queued invocations time out and its instances die (see README).
 load: ## 1,000 submissions through the running stack, checked for loss and duplicates (make up first)
 	@$(PYTHON) infra/local/load.py --requests 1000 --concurrency 50
+
+demo: ## an automated and a manual request end to end, with the JIRA webhook played (make up first)
+	@$(PYTHON) infra/local/demo.py

@@ -301,6 +301,68 @@ async fn a_graph_with_a_dependency_and_a_parallel_wave_completes_with_outputs_fl
     assert!(transitions <= 40, "{transitions} state transitions");
 }
 
+/// The EKS stack's dependency graph (network → database, cluster → secret
+/// → app → notify) with webhook actions, to count the state transitions a
+/// fulfilment of that shape takes.
+fn eks_shaped(id: &str, base: &str) -> String {
+    let actions = [
+        ("network", ""),
+        ("database", "network"),
+        ("app_secret", "database"),
+        ("cluster", "network"),
+        ("app", "cluster, database, app_secret"),
+        ("notify", "app"),
+    ]
+    .iter()
+    .map(|(action, deps)| {
+        format!(
+            "      - id: {action}\n        type: webhook\n        depends_on: [{deps}]\n        config: {{url: \"{base}/hooks\", body: {{step: {action}}}}}\n"
+        )
+    })
+    .collect::<String>();
+    three_actions(id, base)
+        .split("    actions:\n")
+        .next()
+        .map(|head| format!("{head}    actions:\n{actions}"))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_eks_stack_graph_takes_at_most_40_state_transitions() {
+    let fixture = Fixture::new().await;
+    let item = unique("eks-shaped");
+    let s3 = aws_sdk_s3::Client::new(&fixture.stack.sdk);
+    s3.put_object()
+        .bucket(env("PAO_CATALOG_BUCKET"))
+        .key(format!("it/{item}.yaml"))
+        .body(ByteStream::from(
+            eks_shaped(&item, &fixture.server.uri()).into_bytes(),
+        ))
+        .send()
+        .await
+        .expect("PutObject");
+    Mock::given(method("POST"))
+        .and(path("/hooks"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&fixture.server)
+        .await;
+    let (status, body) = fixture
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/requests",
+            Some(json!({"item_id": item, "fields": {"name": "shop"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let id = body["id"].as_str().unwrap();
+    let done = fixture.wait_for(id, &["Completed", "Failed"]).await;
+    assert_eq!(done["status"], "Completed", "{done}");
+    assert_eq!(fixture.calls("POST", "/hooks").await, 6);
+    let transitions = fixture.transitions(id).await;
+    println!("state transitions of the EKS stack's graph (6 actions, 5 waves): {transitions}");
+    assert!(transitions <= 40, "{transitions} state transitions");
+}
+
 #[tokio::test]
 async fn a_failing_action_is_retried_then_compensated_and_a_retry_completes_without_repeating_what_succeeded(
 ) {

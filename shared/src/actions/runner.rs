@@ -19,7 +19,7 @@ use super::http::{self, Kind};
 use super::jira::Jira;
 use crate::action::{ActionError, ActionInput, ActionOutput, Op};
 use crate::catalog::item::{Action, ActionType, Mode, Retry};
-use crate::clock::now;
+use crate::clock::{now, seconds_since};
 use crate::outbound::{AllowList, Egress};
 use crate::requests::fulfilment::{responses, ActionRecord, ActionStatus, Plan};
 use crate::requests::{Guard, LogEntry, Request, RequestStatus, RequestStore};
@@ -160,6 +160,19 @@ impl Runner {
         let kind = kind_of(&job.action)?;
         let id = job.request.id.clone();
         let action_id = job.action.id.clone();
+        // The action's own `timeout_seconds` bounds it across every attempt.
+        // A Failed record is an earlier attempt of the request: its clock
+        // starts again.
+        let running = previous
+            .as_ref()
+            .filter(|r| r.status == ActionStatus::Running);
+        if let (Some(limit), Some(running)) = (job.action.timeout_seconds, running) {
+            if seconds_since(&running.started_at).is_some_and(|s| s > f64::from(limit)) {
+                let message = format!("not done within its timeout of {limit} s");
+                self.log(&id, &action_id, "error", &message).await?;
+                return Err(ActionError::Fatal(format!("{action_id}: {message}")));
+            }
+        }
         let attempt = previous.as_ref().map_or(0, |r| r.attempts) + 1;
         let mut record = ActionRecord {
             action_id: action_id.clone(),
@@ -168,7 +181,7 @@ impl Runner {
             attempts: attempt,
             outputs: Map::new(),
             error: None,
-            started_at: previous.map_or_else(now, |r| r.started_at),
+            started_at: running.map_or_else(now, |r| r.started_at.clone()),
             finished_at: None,
         };
         if !self
