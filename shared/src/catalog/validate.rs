@@ -481,6 +481,7 @@ impl<'a> Check<'a> {
             let (schema, validator) = &SCHEMAS.actions[&action.kind];
             let config = self.value_at(&format!("{at}/config"));
             self.schema(schema, validator, config, &format!("{at}/config"));
+            self.response_mapping(config, &format!("{at}/config/response_mapping"));
             if action.rollback.is_some() {
                 let (schema, validator) = if action.kind.compensates_natively() {
                     &SCHEMAS.retain
@@ -530,6 +531,23 @@ impl<'a> Check<'a> {
                     self.value_at(&rollback_at),
                     &rollback_at,
                     Some((&upstream, own)),
+                );
+            }
+        }
+    }
+
+    /// Each `response_mapping` entry is an RFC 9535 JSONPath expression,
+    /// parsed as the action will parse it at run time.
+    fn response_mapping(&mut self, config: &Value, at: &str) {
+        let Some(Value::Object(mapping)) = config.get("response_mapping") else {
+            return;
+        };
+        for (name, path) in mapping {
+            let Value::String(path) = path else { continue };
+            if let Err(err) = serde_json_path::JsonPath::parse(path) {
+                self.at(
+                    &format!("{at}/{}", escape(name)),
+                    format!("`{path}` is not a JSONPath expression (RFC 9535): {err}"),
                 );
             }
         }
