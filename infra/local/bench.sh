@@ -13,9 +13,4 @@ set -a
 # shellcheck disable=SC1091
 . .local/bench/stack.env
 set +a
-# The handler's own latency: its DynamoDB, Secrets Manager and StartExecution
-# calls on loopback. moto's ASL interpreter would otherwise run every started
-# execution in the same Python process, competing with the calls measured.
-curl -fsS -X POST "$AWS_ENDPOINT_URL/moto-api/config" \
-    -d '{"stepfunctions": {"execute_state_machine": false}}' >/dev/null
 PAO_AUTH_MODE=dev cargo bench -p pao --bench submit
