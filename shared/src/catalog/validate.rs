@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, Mutex};
 
 use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::{ValidationError, Validator};
@@ -113,6 +113,14 @@ static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| Schemas {
 
 /// Validates one file on its own.
 pub fn validate_file(file: &str, bytes: &[u8]) -> Result<ValidItem, Vec<Diagnostic>> {
+    // Most files have nothing to report, and locations are only needed to
+    // report: check without them first, and parse again with them when
+    // there is something to say.
+    if let Some(document) = source::parse_unlocated(bytes, &Limits::default()) {
+        if let Ok(valid) = check_document(file, bytes, &document) {
+            return Ok(valid);
+        }
+    }
     let document = source::parse(bytes, &Limits::default()).map_err(|err| {
         vec![Diagnostic {
             file: file.to_string(),
@@ -122,7 +130,15 @@ pub fn validate_file(file: &str, bytes: &[u8]) -> Result<ValidItem, Vec<Diagnost
             message: err.message,
         }]
     })?;
-    let mut check = Check::new(file, &document);
+    check_document(file, bytes, &document)
+}
+
+fn check_document(
+    file: &str,
+    bytes: &[u8],
+    document: &Document,
+) -> Result<ValidItem, Vec<Diagnostic>> {
+    let mut check = Check::new(file, document);
     let (schema, validator) = &SCHEMAS.item;
     check.schema(schema, validator, &document.value, "");
     if !check.diagnostics.is_empty() {
@@ -789,8 +805,27 @@ fn options_of(field: &Field) -> Vec<&str> {
 
 /// Whether `pattern` compiles with fancy-regex, the engine the JSON Schema
 /// validator tests `pattern` keywords with (form and requests API alike).
+/// Compiling is the only complete check (a parse misses `[z-a]`) and costs
+/// up to a millisecond for Unicode classes such as `\w`; the answer never
+/// changes, and catalogs reuse their patterns, so it is kept per process.
 fn is_valid_pattern(pattern: &str) -> bool {
-    fancy_regex::Regex::new(pattern).is_ok()
+    static KNOWN: LazyLock<Mutex<HashMap<String, bool>>> = LazyLock::new(Default::default);
+    const MAX_KNOWN: usize = 4096;
+    if let Some(known) = KNOWN
+        .lock()
+        .ok()
+        .and_then(|known| known.get(pattern).copied())
+    {
+        return known;
+    }
+    let valid = fancy_regex::Regex::new(pattern).is_ok();
+    if let Ok(mut known) = KNOWN.lock() {
+        if known.len() >= MAX_KNOWN {
+            known.clear();
+        }
+        known.insert(pattern.to_string(), valid);
+    }
+    valid
 }
 
 /// A value as a person would name it: `a string ("x")`, `an integer (3)`.

@@ -33,14 +33,12 @@ pub fn references(text: &str) -> Result<Vec<Reference>, String> {
     if !is_template(text) {
         return Ok(Vec::new());
     }
-    if let Some(pieces) = simple(text) {
+    if let Some(paths) = filtered_paths(text) {
         let mut found: Vec<Reference> = Vec::new();
-        for piece in pieces {
-            if let Piece::Path(path) = piece {
-                let reference = Reference(path.split('.').map(str::to_string).collect());
-                if !found.contains(&reference) {
-                    found.push(reference);
-                }
+        for path in paths {
+            let reference = Reference(path.split('.').map(str::to_string).collect());
+            if !found.contains(&reference) {
+                found.push(reference);
             }
         }
         return Ok(found);
@@ -97,6 +95,66 @@ pub(crate) fn simple(text: &str) -> Option<Vec<Piece<'_>>> {
         pieces.push(Piece::Text(rest));
     }
     Some(pieces)
+}
+
+/// The paths of a template whose blocks are all `{{ path }}` or
+/// `{{ path | filter | filter(name="literal", n=3) }}`, the forms catalog
+/// items use; `None` for anything else, which Tera's parser then checks.
+/// Syntax only: Tera too learns whether a filter exists when it renders.
+fn filtered_paths(text: &str) -> Option<Vec<&str>> {
+    if text.contains("{%") || text.contains("{#") {
+        return None;
+    }
+    let mut paths = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let end = after.find("}}")?;
+        let mut stages = after[..end].split('|');
+        let path = stages.next()?.trim();
+        if !is_dotted_path(path) || !stages.all(is_filter) {
+            return None;
+        }
+        paths.push(path);
+        rest = &after[end + 2..];
+    }
+    Some(paths)
+}
+
+/// `name` or `name(arg=literal, ...)` with string, number or boolean literals.
+fn is_filter(stage: &str) -> bool {
+    let stage = stage.trim();
+    let is_ident = |text: &str| {
+        text.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let Some(open) = stage.find('(') else {
+        return is_ident(stage);
+    };
+    let (name, arguments) = (&stage[..open], &stage[open + 1..]);
+    let Some(arguments) = arguments.strip_suffix(')') else {
+        return false;
+    };
+    is_ident(name.trim())
+        && arguments
+            .split(',')
+            .all(|argument| match argument.split_once('=') {
+                Some((key, value)) => is_ident(key.trim()) && is_literal(value.trim()),
+                None => false,
+            })
+}
+
+fn is_literal(value: &str) -> bool {
+    let quoted = |quote: char| {
+        value.len() >= 2
+            && value.starts_with(quote)
+            && value.ends_with(quote)
+            && !value[1..value.len() - 1].contains([quote, '\\', ',', '|', '(', ')'])
+    };
+    quoted('"')
+        || quoted('\'')
+        || matches!(value, "true" | "false")
+        || value.parse::<f64>().is_ok_and(f64::is_finite)
 }
 
 /// `name(.name|.index)*` where the first name is not a keyword or literal.
@@ -333,6 +391,36 @@ mod tests {
         ] {
             assert_eq!(simple(complex), None, "{complex}");
         }
+    }
+
+    #[test]
+    fn filtered_templates_are_checked_without_the_parser() {
+        for (text, paths) in [
+            ("{{ fields.a | upper }}", vec!["fields.a"]),
+            (
+                r#"{{fields.v | default(value='')}}-{{ fields.w|default(value="n/a") | lower }}"#,
+                vec!["fields.v", "fields.w"],
+            ),
+            ("{{ fields.n | round(precision=2) }}", vec!["fields.n"]),
+        ] {
+            assert_eq!(filtered_paths(text), Some(paths), "{text}");
+            // Tera agrees that it is valid.
+            assert!(tera::Template::new("t", None, text).is_ok(), "{text}");
+        }
+        // Anything else is left to Tera's parser, which explains errors.
+        for text in [
+            "{{ fields.a | }}",
+            "{{ fields.a | upper( }}",
+            "{{ fields.a | default(value=) }}",
+            "{{ fields.a | default(value='x) }}",
+            "{{ fields.a | default('x') }}",
+            "{{ fields.a | join(sep=',') }}",
+            "{{ fields.a ~ 'x' }}",
+            "{% if fields.a %}{% endif %}",
+        ] {
+            assert_eq!(filtered_paths(text), None, "{text}");
+        }
+        assert!(references("{{ fields.a | upper( }}").is_err());
     }
 
     #[test]
