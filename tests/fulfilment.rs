@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
-use pao_integration::{as_user, env, http, unique, Stack};
+use pao_integration::{as_user, env, http, pairs, queue_submission, unique, Stack};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use wiremock::matchers::{body_json, method, path};
@@ -182,18 +182,7 @@ impl Fixture {
                 None,
             )
             .await;
-        logs["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| {
-                format!(
-                    "{}: {}",
-                    e["source"].as_str().unwrap(),
-                    e["message"].as_str().unwrap()
-                )
-            })
-            .collect()
+        pairs(&logs["entries"], "source", "message", ": ")
     }
 
     async fn calls(&self, verb: &str, at: &str) -> usize {
@@ -511,18 +500,14 @@ async fn cancelling_mid_run_stops_and_compensates() {
 mod manual {
     use super::*;
 
-    fn queue() -> Value {
-        json!({"item_id": "messaging-queue", "fields": {
-            "queue_name": "orders-events", "environment": "dev", "queue_type": "standard",
-            "throughput": 50, "retention_days": 4, "data_classification": "internal",
-            "dead_letter_queue": false, "consumers": "The billing service reads order events."
-        }})
-    }
-
     /// Submits a manual request and waits until its JIRA issue is open.
     async fn open_ticket(fixture: &Fixture) -> (String, String) {
         let (status, body) = fixture
-            .call(reqwest::Method::POST, "/api/v1/requests", Some(queue()))
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/requests",
+                Some(queue_submission()),
+            )
             .await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
         let id = body["id"].as_str().unwrap().to_string();
@@ -596,18 +581,7 @@ mod manual {
             .json()
             .await
             .unwrap();
-        calls["calls"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| {
-                format!(
-                    "{} {}",
-                    c["method"].as_str().unwrap(),
-                    c["path"].as_str().unwrap()
-                )
-            })
-            .collect()
+        pairs(&calls["calls"], "method", "path", " ")
     }
 
     #[tokio::test]

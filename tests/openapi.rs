@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
-use pao_integration::{as_admin, as_service, as_user, env, http, unique, Stack};
+use pao_integration::{as_admin, as_service, as_user, env, http, queue_submission, unique, Stack};
 use reqwest::{header, Method, RequestBuilder, StatusCode};
 use serde_json::{json, Value};
 
@@ -788,11 +788,7 @@ async fn every_route_answers_as_documented() {
         }
     }
 
-    let queue = json!({"item_id": "messaging-queue", "fields": {
-        "queue_name": "orders-events", "environment": "dev", "queue_type": "standard",
-        "throughput": 50, "retention_days": 4, "data_classification": "internal",
-        "dead_letter_queue": false, "consumers": "The billing service reads order events."
-    }});
+    let queue = queue_submission();
     // ------------------------------------------------------------ cancel
     // A manual request waits for its ticket: there is time to cancel it.
     let waiting = submit(dev, queue.clone(), None).await;

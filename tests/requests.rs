@@ -11,7 +11,7 @@ use pao::requests::{
     AuditEntry, LogEntry, Request, RequestStatus, RequestStore, Requester, Transition,
     TransitionError,
 };
-use pao_integration::{as_admin, as_user, env, http, unique, Stack};
+use pao_integration::{as_admin, as_user, env, http, queue_submission, unique, Stack};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -54,15 +54,6 @@ async fn get(stack: &Stack, user: &str, groups: &[&str], path: &str) -> (StatusC
 
 fn database(fields: Value) -> Value {
     json!({"item_id": "rest-database", "fields": fields})
-}
-
-/// A request for the manual messaging-queue item.
-fn queue() -> Value {
-    json!({"item_id": "messaging-queue", "fields": {
-        "queue_name": "orders-events", "environment": "dev", "queue_type": "standard",
-        "throughput": 50, "retention_days": 4, "data_classification": "internal",
-        "dead_letter_queue": false, "consumers": "The billing service reads order events."
-    }})
 }
 
 #[tokio::test]
@@ -275,7 +266,7 @@ async fn cancel_stops_the_execution_and_a_finished_request_cannot_be_cancelled()
     let stack = Stack::connect().await;
     let user = developer();
     // A manual request: it waits for its JIRA issue to be resolved.
-    let (_, request) = submit(&stack, &user, queue(), None).await;
+    let (_, request) = submit(&stack, &user, queue_submission(), None).await;
     let path = format!("/api/v1/requests/{}", request["id"].as_str().unwrap());
 
     // Cancel mid-run: once the engine has started and the execution waits.

@@ -67,3 +67,32 @@ pub fn as_service(request: reqwest::RequestBuilder, arn: &str) -> reqwest::Reque
 pub fn as_admin(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
     as_user(request, "admin@example.com", &["pao-admins"])
 }
+
+/// A submission for the manual messaging-queue example: open to every
+/// caller, and it waits for its JIRA issue, so there is time to act on it.
+pub fn queue_submission() -> serde_json::Value {
+    serde_json::json!({"item_id": "messaging-queue", "fields": {
+        "queue_name": "orders-events", "environment": "dev", "queue_type": "standard",
+        "throughput": 50, "retention_days": 4, "data_classification": "internal",
+        "dead_letter_queue": false, "consumers": "The billing service reads order events."
+    }})
+}
+
+/// `"<a> <b>"` of each object of the array `list`, such as the method and
+/// path of each recorded call.
+pub fn pairs(list: &serde_json::Value, a: &str, b: &str, separator: &str) -> Vec<String> {
+    list.as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|item| {
+                    format!(
+                        "{}{separator}{}",
+                        item[a].as_str().unwrap_or_default(),
+                        item[b].as_str().unwrap_or_default()
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -465,13 +465,7 @@ impl Requests {
                     return Ok(request);
                 }
                 Err(TransitionError::Conflict { .. }) => continue,
-                Err(TransitionError::NotAllowed { from, .. }) => {
-                    return Err(RequestError::Finished(from))
-                }
-                Err(TransitionError::NotFound) => {
-                    return Err(RequestError::NotFound(format!("no request `{id}`")))
-                }
-                Err(TransitionError::Store(err)) => return Err(err.into()),
+                Err(err) => return Err(refused(err, id)),
             }
         }
         self.get(caller, id).await
@@ -515,13 +509,7 @@ impl Requests {
                 }
                 // The engine moved it meanwhile: look again.
                 Err(TransitionError::Conflict { .. }) => continue,
-                Err(TransitionError::NotAllowed { from, .. }) => {
-                    return Err(RequestError::Finished(from))
-                }
-                Err(TransitionError::NotFound) => {
-                    return Err(RequestError::NotFound(format!("no request `{id}`")))
-                }
-                Err(TransitionError::Store(err)) => return Err(err.into()),
+                Err(err) => return Err(refused(err, id)),
             }
         }
         let request = self.get(caller, id).await?;
@@ -546,6 +534,16 @@ impl Requests {
                 },
             )
             .await
+    }
+}
+
+/// A transition the store refused, in the API's terms.
+fn refused(err: TransitionError, id: &str) -> RequestError {
+    match err {
+        TransitionError::NotAllowed { from, .. } => RequestError::Finished(from),
+        TransitionError::Conflict { current } => RequestError::Finished(current),
+        TransitionError::NotFound => RequestError::NotFound(format!("no request `{id}`")),
+        TransitionError::Store(err) => err.into(),
     }
 }
 
