@@ -7,6 +7,7 @@ use std::collections::HashSet;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use pao::aws::requests_table::RequestTable;
+use pao::requests::fulfilment::Plan;
 use pao::requests::{
     AuditEntry, LogEntry, Request, RequestStatus, RequestStore, Requester, Transition,
     TransitionError,
@@ -484,7 +485,12 @@ async fn two_writers_racing_on_one_transition_one_wins() {
         level: "info".into(),
         message: "created".into(),
     };
-    assert!(table.create(&request, &[audit], &log).await.unwrap());
+    let plan: Plan = serde_json::from_value(json!({
+        "header": {"id": "rest-database"}, "mode": "manual",
+        "manual": {"jira": {"project": "OPS", "issue_type": "Task", "summary": "s"}},
+    }))
+    .unwrap();
+    assert!(table.create(&request, &plan, &[audit], &log).await.unwrap());
     let change = |to| Transition {
         from: RequestStatus::Queued,
         version: 1,

@@ -192,8 +192,11 @@ def function_environment(template: Template) -> dict[str, str]:
     return merged
 
 
-def bootstrap(template: Template, endpoint: str) -> None:
-    enable_step_functions_interpreter(endpoint)
+def bootstrap(template: Template, endpoint: str, executions: bool = True) -> None:
+    """`executions=False` leaves moto's ASL interpreter off: StartExecution
+    records an execution and runs nothing (for measuring the API alone)."""
+    if executions:
+        enable_step_functions_interpreter(endpoint)
     role_arn = create_role(endpoint)
     create_tables(template, endpoint)
     create_buckets(template, endpoint)

@@ -127,7 +127,7 @@ class Stack:
             pid_file.unlink()
 
     # ------------------------------------------------------------ up
-    def up(self, ports: Ports, overrides: dict[str, str]) -> dict[str, str]:
+    def up(self, ports: Ports, overrides: dict[str, str], executions: bool = True) -> dict[str, str]:
         if self.running():
             raise StackError(f"the {self.name} stack is already up (see {self.env_file}); `make down` stops it")
         check_prerequisites()
@@ -149,7 +149,7 @@ class Stack:
                  f"the AWS emulator did not answer within {EMULATOR_START_SECONDS} s (see {self.logs}/moto.log)")
 
         say("creating what template.yaml declares")
-        bootstrap(template, aws_url)
+        bootstrap(template, aws_url, executions)
         env = function_environment(template)
         aws_env = {
             "AWS_ENDPOINT_URL": aws_url,
@@ -350,6 +350,8 @@ def main() -> int:
     parser.add_argument("command", choices=["up", "down", "dev", "status"])
     parser.add_argument("--name", default="dev", help="state under .local/NAME (default: dev)")
     parser.add_argument("--auto-ports", action="store_true", help="pick free ports")
+    parser.add_argument("--no-executions", action="store_true",
+                        help="leave the Step Functions interpreter off: executions are recorded, not run")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a function environment variable to override (repeatable)")
     args = parser.parse_args()
@@ -367,7 +369,7 @@ def main() -> int:
     try:
         ports = Ports.free() if args.auto_ports else Ports.configured()
         overrides = dict(item.split("=", 1) for item in args.set if "=" in item)
-        env = stack.up(ports, overrides)
+        env = stack.up(ports, overrides, executions=not args.no_executions)
     except (StackError, TemplateError) as err:
         stack.stop()
         print(f"make up: {err}", file=sys.stderr)

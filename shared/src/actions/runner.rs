@@ -173,7 +173,9 @@ impl Runner {
                 return Err(ActionError::Fatal(format!("{action_id}: {message}")));
             }
         }
-        let attempt = previous.as_ref().map_or(0, |r| r.attempts) + 1;
+        // Each run of the action (a retry of the request is a new run) has
+        // the whole of its retry policy.
+        let attempt = running.map_or(0, |r| r.attempts) + 1;
         let mut record = ActionRecord {
             action_id: action_id.clone(),
             kind: job.action.kind,

@@ -27,7 +27,8 @@ use crate::requests::{
 const SERVICE: &str = "DynamoDB";
 
 const REQUEST: &str = "REQUEST";
-const PLAN: &str = "PLAN";
+/// The attribute of the request item that holds its pinned plan.
+const PLAN: &str = "plan";
 const ACTION_PREFIX: &str = "ACTION#";
 /// How long an idempotency key names its request.
 const IDEMPOTENCY_SECONDS: i64 = 24 * 60 * 60;
@@ -182,10 +183,13 @@ impl RequestStore for RequestTable {
     async fn create(
         &self,
         request: &Request,
+        plan: &Plan,
         audit: &[AuditEntry],
         log: &LogEntry,
     ) -> Result<bool, StoreError> {
         let mut item = self.request_item(request)?;
+        // Transitions update the item's other attributes; the plan stays.
+        item.insert(PLAN.to_string(), s(to_json(plan)?));
         let entries = audit
             .iter()
             .map(|entry| to_json(entry).map(s))
@@ -449,27 +453,14 @@ impl RequestStore for RequestTable {
         Ok(item.and_then(|item| item.get("request_id")?.as_s().ok().cloned()))
     }
 
-    async fn save_plan(&self, id: &str, plan: &Plan) -> Result<(), StoreError> {
-        let saved = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(format!("REQ#{id}")))
-            .item("sk", s(PLAN))
-            .item("document", s(to_json(plan)?))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match saved {
-            Ok(_) => Ok(()),
-            Err(err) if super::is_condition_failure(&err) => Ok(()),
-            Err(err) => Err(super::unavailable(SERVICE, "PutItem", &err)),
-        }
-    }
-
     async fn plan(&self, id: &str) -> Result<Option<Plan>, StoreError> {
-        let item = self.get_raw(format!("REQ#{id}"), PLAN).await?;
-        item.as_ref().map(document).transpose()
+        let item = self.get_raw(format!("REQ#{id}"), REQUEST).await?;
+        let Some(text) = item.as_ref().and_then(|item| item.get(PLAN)?.as_s().ok()) else {
+            return Ok(None);
+        };
+        serde_json::from_str(text)
+            .map(Some)
+            .map_err(|err| StoreError::Corrupt(err.to_string()))
     }
 
     async fn actions(&self, id: &str) -> Result<Vec<ActionRecord>, StoreError> {

@@ -122,7 +122,8 @@ pub struct ActionRecord {
     #[serde(rename = "type")]
     pub kind: ActionType,
     pub status: ActionStatus,
-    /// Starts made, over every attempt of the request.
+    /// Calls made in the action's current run (a retry of the request
+    /// starts a new run).
     pub attempts: u32,
     #[serde(default)]
     pub outputs: Map<String, Value>,

@@ -137,11 +137,13 @@ pub struct IdempotencyRecord {
 /// The requests table.
 #[async_trait]
 pub trait RequestStore: Send + Sync {
-    /// Writes a new request with its first audit entries and log line, in
-    /// one transaction; `false` when a request with that id exists already.
+    /// Writes a new request with its pinned fulfilment plan and first audit
+    /// entries in one item, then its first log line; `false` when a request
+    /// with that id exists already.
     async fn create(
         &self,
         request: &Request,
+        plan: &Plan,
         audit: &[AuditEntry],
         log: &LogEntry,
     ) -> Result<bool, StoreError>;
@@ -168,8 +170,6 @@ pub trait RequestStore: Send + Sync {
     /// Keeps the task token of the execution waiting for this request to be
     /// fulfilled. Never shown by the API: it completes the task.
     async fn save_task_token(&self, id: &str, token: &str) -> Result<(), StoreError>;
-    /// Keeps the fulfilment plan pinned at submission; the first write wins.
-    async fn save_plan(&self, id: &str, plan: &Plan) -> Result<(), StoreError>;
     /// The task token kept by [`RequestStore::save_task_token`].
     async fn task_token(&self, id: &str) -> Result<Option<String>, StoreError>;
     /// Remembers which request a JIRA issue belongs to.

@@ -196,12 +196,9 @@ impl Requests {
                 caller.email, request.item_id, request.item_version
             ),
         };
-        // The plan first: an execution never finds a request without one.
-        self.store
-            .save_plan(&id, &Plan::of(&published.item))
-            .await?;
         // A concurrent duplicate may have created it first: then it is read.
-        let created = self.store.create(&request, &audit, &log).await?;
+        let plan = Plan::of(&published.item);
+        let created = self.store.create(&request, &plan, &audit, &log).await?;
         tracing::info!(request_id = %id, created, "request recorded");
         let known = created.then_some(request);
         self.queue(&id, known, caller, submission.idempotency_key.is_some())
