@@ -246,12 +246,17 @@ async fn mount_rest(server: &MockServer) {
         .await;
 }
 
+/// The service the three actions call; `attach` answers `attach_status`.
+async fn mount_all(server: &MockServer, attach_status: u16) {
+    mount_create(server).await;
+    mount_attach(server, attach_status).await;
+    mount_rest(server).await;
+}
+
 #[tokio::test]
 async fn a_graph_with_a_dependency_and_a_parallel_wave_completes_with_outputs_flowing() {
     let fixture = Fixture::new().await;
-    mount_create(&fixture.server).await;
-    mount_attach(&fixture.server, 200).await;
-    mount_rest(&fixture.server).await;
+    mount_all(&fixture.server, 200).await;
     let id = fixture.submit().await;
     let done = fixture.wait_for(&id, &["Completed", "Failed"]).await;
     assert_eq!(
@@ -356,9 +361,7 @@ async fn the_eks_stack_graph_takes_at_most_40_state_transitions() {
 async fn a_failing_action_is_retried_then_compensated_and_a_retry_completes_without_repeating_what_succeeded(
 ) {
     let fixture = Fixture::new().await;
-    mount_create(&fixture.server).await;
-    mount_attach(&fixture.server, 503).await;
-    mount_rest(&fixture.server).await;
+    mount_all(&fixture.server, 503).await;
     let id = fixture.submit().await;
     let failed = fixture.wait_for(&id, &["Completed", "Failed"]).await;
     assert_eq!(failed["status"], "Failed", "{failed}");
@@ -383,9 +386,7 @@ async fn a_failing_action_is_retried_then_compensated_and_a_retry_completes_with
 
     // The cause is fixed: a retry completes, and announce is not sent again.
     fixture.server.reset().await;
-    mount_create(&fixture.server).await;
-    mount_attach(&fixture.server, 200).await;
-    mount_rest(&fixture.server).await;
+    mount_all(&fixture.server, 200).await;
     let retry = format!("/api/v1/requests/{id}/retry");
     let (status, body) = fixture.call(reqwest::Method::POST, &retry, None).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
@@ -413,9 +414,7 @@ async fn a_failing_action_is_retried_then_compensated_and_a_retry_completes_with
 #[tokio::test]
 async fn rollback_compensates_a_completed_request() {
     let fixture = Fixture::new().await;
-    mount_create(&fixture.server).await;
-    mount_attach(&fixture.server, 200).await;
-    mount_rest(&fixture.server).await;
+    mount_all(&fixture.server, 200).await;
     let id = fixture.submit().await;
     let done = fixture.wait_for(&id, &["Completed", "Failed"]).await;
     assert_eq!(done["status"], "Completed");
