@@ -14,8 +14,12 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const GROUPS: &[&str] = &["developers"];
 
+/// What `create` answers as its `api_token`, a secret output.
+const TOKEN: &str = "tok-4f1c9e7a2b-never-stored-in-clear";
+
 /// Three HTTP actions: `create`, then `attach` and `announce` in parallel,
 /// both reading `create`'s output. `create` and `attach` can be undone.
+/// `create` also answers a token, which it keeps as a secret output.
 fn three_actions(id: &str, base: &str) -> String {
     format!(
         r#"schema_version: 2
@@ -49,7 +53,8 @@ fulfillment:
           url: "{base}/things"
           body: {{name: "{{{{fields.name}}}}", by: "{{{{request.user.email}}}}"}}
           success_codes: [201]
-          response_mapping: {{thing_id: "$.id"}}
+          response_mapping: {{thing_id: "$.id", api_token: "$.token"}}
+          secret_outputs: [api_token]
         rollback:
           method: DELETE
           url: "{base}/things/{{{{response.create.thing_id}}}}"
@@ -198,13 +203,9 @@ impl Fixture {
     /// State transitions of the request's first execution, as AWS bills them.
     async fn transitions(&self, id: &str) -> usize {
         let sfn = aws_sdk_sfn::Client::new(&self.stack.sdk);
-        let arn = format!(
-            "{}:{id}",
-            env("PAO_FULFILLMENT_STATE_MACHINE_ARN").replace(":stateMachine:", ":execution:")
-        );
         let history = sfn
             .get_execution_history()
-            .execution_arn(arn)
+            .execution_arn(first_execution(id))
             .max_results(1000)
             .send()
             .await
@@ -217,10 +218,23 @@ impl Fixture {
     }
 }
 
+/// The ARN of a request's first execution, which is named by its id.
+fn first_execution(id: &str) -> String {
+    format!(
+        "{}:{id}",
+        env("PAO_FULFILLMENT_STATE_MACHINE_ARN").replace(":stateMachine:", ":execution:")
+    )
+}
+
+/// What `POST /things` answers.
+fn created() -> Value {
+    json!({"id": "t-1", "token": TOKEN})
+}
+
 async fn mount_create(server: &MockServer) {
     Mock::given(method("POST"))
         .and(path("/things"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": "t-1"})))
+        .respond_with(ResponseTemplate::new(201).set_body_json(created()))
         .mount(server)
         .await;
 }
@@ -273,10 +287,29 @@ async fn a_graph_with_a_dependency_and_a_parallel_wave_completes_with_outputs_fl
             .map(|a| a["outputs"].clone())
             .unwrap()
     };
+    let mut created = outputs("create");
+    let token_arn = created["api_token"].take();
     assert_eq!(
-        outputs("create"),
-        json!({"status_code": 201, "thing_id": "t-1"})
+        created,
+        json!({"status_code": 201, "thing_id": "t-1", "api_token": null})
     );
+    // The secret output is kept in Secrets Manager; the request holds its ARN.
+    let token_arn = token_arn.as_str().expect("the token's ARN");
+    assert!(
+        token_arn.starts_with("arn:aws:secretsmanager:"),
+        "{token_arn}"
+    );
+    let stored = aws_sdk_secretsmanager::Client::new(&fixture.stack.sdk)
+        .get_secret_value()
+        .secret_id(token_arn)
+        .send()
+        .await
+        .expect("GetSecretValue");
+    assert_eq!(stored.secret_string(), Some(TOKEN));
+    fixture
+        .stack
+        .assert_secret_kept_out(&id, &first_execution(&id), TOKEN)
+        .await;
     assert_eq!(
         outputs("attach"),
         json!({"status_code": 200, "attachment": "a-1"})
@@ -450,7 +483,7 @@ async fn cancelling_mid_run_stops_and_compensates() {
         .and(path("/things"))
         .respond_with(
             ResponseTemplate::new(201)
-                .set_body_json(json!({"id": "t-1"}))
+                .set_body_json(created())
                 .set_delay(Duration::from_secs(4)),
         )
         .mount(&fixture.server)

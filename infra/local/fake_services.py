@@ -18,6 +18,7 @@ import base64
 import json
 import os
 import re
+import secrets
 import sys
 import threading
 import time
@@ -121,8 +122,10 @@ class Handler(BaseHTTPRequestHandler):
                 return self.answer(201, self.state.databases[existing])
             database_id = f"db-{uuid.uuid4().hex[:12]}"
             port = 3306 if body.get("engine") == "mysql" else 5432
+            # Like the real DBaaS, it makes a read-only user and answers its password once.
             database = {"id": database_id, "host": f"{name}.{body.get('environment', 'dev')}.dbaas.local",
-                        "port": port, "status": "available"}
+                        "port": port, "status": "available",
+                        "readonly": {"user": f"{name}_ro", "password": secrets.token_urlsafe(24)}}
             self.state.databases[database_id] = database
             self.state.by_key[key] = database_id
         self.answer(201, database)

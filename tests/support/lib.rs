@@ -31,6 +31,46 @@ impl Stack {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.api_url, path)
     }
+
+    /// Asserts that `secret` is stored nowhere but Secrets Manager: not in
+    /// the request's items of the table, not in its execution's history
+    /// (input, every state's data), not in any function's log.
+    pub async fn assert_secret_kept_out(&self, id: &str, execution_arn: &str, secret: &str) {
+        let dynamodb = aws_sdk_dynamodb::Client::new(&self.sdk);
+        let items = dynamodb
+            .query()
+            .table_name(env("PAO_REQUESTS_TABLE"))
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(
+                ":pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(format!("REQ#{id}")),
+            )
+            .send()
+            .await
+            .expect("Query");
+        assert!(!items.items().is_empty(), "request {id} has no items");
+        assert!(
+            !format!("{:?}", items.items()).contains(secret),
+            "in the table"
+        );
+        let history = aws_sdk_sfn::Client::new(&self.sdk)
+            .get_execution_history()
+            .execution_arn(execution_arn)
+            .max_results(1000)
+            .send()
+            .await
+            .expect("GetExecutionHistory");
+        assert!(
+            !history.events().is_empty(),
+            "{execution_arn} has no history"
+        );
+        assert!(!format!("{history:?}").contains(secret), "in the execution");
+        for entry in std::fs::read_dir(env("PAO_LOG_DIR")).expect("the stack's logs") {
+            let path = entry.expect("a log file").path();
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(!text.contains(secret), "in {}", path.display());
+        }
+    }
 }
 
 /// An HTTP client for the local API, with a timeout so a hung stack fails the test.

@@ -38,6 +38,8 @@ struct Rendered {
     success_codes: Option<Vec<u16>>,
     #[serde(default)]
     response_mapping: BTreeMap<String, String>,
+    #[serde(default)]
+    secret_outputs: Vec<String>,
     timeout_seconds: Option<u64>,
 }
 
@@ -47,6 +49,7 @@ pub struct Prepared {
     call: Call,
     success_codes: Vec<u16>,
     mapping: Vec<(String, JsonPath)>,
+    secret_outputs: Vec<String>,
 }
 
 impl Prepared {
@@ -64,6 +67,11 @@ impl Prepared {
             })
             .unwrap_or_else(|_| "an invalid URL".to_string());
         format!("{} {shown}", self.call.method)
+    }
+
+    /// The outputs whose values are secrets, to be kept out of the request.
+    pub fn secret_outputs(&self) -> &[String] {
+        &self.secret_outputs
     }
 }
 
@@ -85,8 +93,8 @@ pub fn prepare(kind: Kind, config: &Value, context: &Context) -> Result<Prepared
         } else {
             Secrets::Refused
         };
-        // The mapping's JSONPath expressions are not templates.
-        let value = if key == "response_mapping" {
+        // The mapping's JSONPath expressions and output names are not templates.
+        let value = if key == "response_mapping" || key == "secret_outputs" {
             value.clone()
         } else {
             render(value, context, secrets, &format!("config.{key}"))
@@ -146,6 +154,15 @@ pub fn prepare(kind: Kind, config: &Value, context: &Context) -> Result<Prepared
                 })
         })
         .collect::<Result<_, _>>()?;
+    if let Some(name) = rendered
+        .secret_outputs
+        .iter()
+        .find(|name| !rendered.response_mapping.contains_key(*name))
+    {
+        return Err(fatal(format!(
+            "config.secret_outputs: `{name}` is not an output of response_mapping"
+        )));
+    }
     Ok(Prepared {
         call: Call {
             method,
@@ -158,6 +175,7 @@ pub fn prepare(kind: Kind, config: &Value, context: &Context) -> Result<Prepared
             .success_codes
             .unwrap_or_else(|| vec![200, 201, 202, 204]),
         mapping,
+        secret_outputs: rendered.secret_outputs,
     })
 }
 

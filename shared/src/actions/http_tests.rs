@@ -223,6 +223,10 @@ fn secrets_go_in_headers_only_and_bad_configs_are_fatal() {
             json!({"url": "https://x.example.com", "response_mapping": {"id": "$[?"}}),
             "is not JSONPath",
         ),
+        (
+            json!({"url": "https://x.example.com", "response_mapping": {"id": "$.id"}, "secret_outputs": ["key"]}),
+            "`key` is not an output of response_mapping",
+        ),
     ] {
         let err = prepare(Kind::RestApi, &config, &context).unwrap_err();
         assert_eq!(err.name(), "Fatal");
@@ -236,4 +240,11 @@ fn secrets_go_in_headers_only_and_bad_configs_are_fatal() {
     )
     .unwrap();
     assert_eq!(prepared.describe(), "GET https://x.example.com/a");
+    let prepared = prepare(
+        Kind::RestApi,
+        &json!({"url": "https://x.example.com", "response_mapping": {"key": "$.key"}, "secret_outputs": ["key"]}),
+        &context,
+    )
+    .unwrap();
+    assert_eq!(prepared.secret_outputs(), ["key"]);
 }

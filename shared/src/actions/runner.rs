@@ -22,11 +22,12 @@ use crate::catalog::item::{Action, ActionType, Mode, Retry};
 use crate::clock::{now, seconds_since};
 use crate::outbound::{AllowList, Egress};
 use crate::requests::fulfilment::{responses, ActionRecord, ActionStatus, Plan};
-use crate::requests::{Guard, LogEntry, Request, RequestStatus, RequestStore};
+use crate::requests::{Guard, LogEntry, Request, RequestStatus, RequestStore, SecretStore};
 use crate::template::render::{Context, RequestVars, TemplateEnv};
 
 pub struct Runner {
     store: Arc<dyn RequestStore>,
+    secrets: Arc<dyn SecretStore>,
     egress: Egress,
     env: TemplateEnv,
     jira: Option<Jira>,
@@ -81,12 +82,14 @@ fn kind_of(action: &Action) -> Result<Kind, ActionError> {
 impl Runner {
     pub fn new(
         store: Arc<dyn RequestStore>,
+        secrets: Arc<dyn SecretStore>,
         egress: Egress,
         env: TemplateEnv,
         jira: Option<Jira>,
     ) -> Self {
         Self {
             store,
+            secrets,
             egress,
             env,
             jira,
@@ -104,9 +107,16 @@ impl Runner {
             aws_sdk_dynamodb::Client::new(&sdk),
             table,
         );
+        let secrets = crate::aws::secrets::Secrets::new(aws_sdk_secretsmanager::Client::new(&sdk));
         let egress = Egress::new(allow);
         let jira = Jira::from_env(&env, egress.clone())?;
-        Ok(Self::new(Arc::new(store), egress, template_env, jira))
+        Ok(Self::new(
+            Arc::new(store),
+            Arc::new(secrets),
+            egress,
+            template_env,
+            jira,
+        ))
     }
 
     #[tracing::instrument(skip(self, input), fields(request_id = %input.request_id, action_id = %input.action_id, op = ?input.op))]
@@ -213,7 +223,11 @@ impl Runner {
                     &format!("attempt {attempt}: {described}"),
                 )
                 .await?;
-                http::execute(&self.egress, prepared, &redact).await
+                let secret = prepared.secret_outputs().to_vec();
+                match http::execute(&self.egress, prepared, &redact).await {
+                    Ok(outputs) => self.keep_secrets(&id, &action_id, &secret, outputs).await,
+                    Err(err) => Err(err),
+                }
             }
             Err(err) => Err(err),
         };
@@ -272,6 +286,36 @@ impl Runner {
                 }
             }
         }
+    }
+
+    /// Moves the outputs named by `secret_outputs` into Secrets Manager:
+    /// the request, its logs and the execution keep only their ARNs. A
+    /// failure here is retried, and the retried call's answer replaces it.
+    async fn keep_secrets(
+        &self,
+        id: &str,
+        action_id: &str,
+        secret: &[String],
+        mut outputs: Map<String, Value>,
+    ) -> Result<Map<String, Value>, ActionError> {
+        for name in secret {
+            let Some(value) = outputs.get(name) else {
+                continue;
+            };
+            let text = match value {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            let arn = self
+                .secrets
+                .replace(
+                    &format!("pao/requests/{id}/actions/{action_id}/{name}"),
+                    &text,
+                )
+                .await?;
+            outputs.insert(name.clone(), Value::String(arn));
+        }
+        Ok(outputs)
     }
 
     /// Undoes a succeeded action with its `rollback` call, which may read the

@@ -835,5 +835,5 @@ async fn with_a_zero_ttl_a_published_change_is_seen_at_once() {
         .send(&world.api)
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["version"], "2.1.0");
+    assert_eq!(body["version"], "2.2.0");
 }

@@ -1,10 +1,12 @@
-//! The Secrets Manager adapter: where password fields go.
+//! The Secrets Manager adapter: where password fields and secret action
+//! outputs go.
 
 use async_trait::async_trait;
-use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 use aws_sdk_secretsmanager::Client;
 use sha2::{Digest, Sha256};
 
+use super::unavailable;
 use crate::catalog::index::StoreError;
 use crate::requests::SecretStore;
 
@@ -25,40 +27,65 @@ impl SecretStore for Secrets {
         // is the same secret version rather than an error or a new version.
         let digest = Sha256::digest(name.as_bytes());
         let token: String = digest.iter().take(24).map(|b| format!("{b:02x}")).collect();
+        let description = "A password field of a PAO request";
+        if let Some(arn) = self.create(name, value, Some(token), description).await? {
+            return Ok(arn);
+        }
+        let described = self
+            .client
+            .describe_secret()
+            .secret_id(name)
+            .send()
+            .await
+            .map_err(|err| unavailable("Secrets Manager", "DescribeSecret", &err))?;
+        Ok(described.arn().unwrap_or_default().to_string())
+    }
+
+    async fn replace(&self, name: &str, value: &str) -> Result<String, StoreError> {
+        let description = "A secret output of a PAO request's action";
+        if let Some(arn) = self.create(name, value, None, description).await? {
+            return Ok(arn);
+        }
+        let put = self
+            .client
+            .put_secret_value()
+            .secret_id(name)
+            .secret_string(value)
+            .send()
+            .await
+            .map_err(|err| unavailable("Secrets Manager", "PutSecretValue", &err))?;
+        Ok(put.arn().unwrap_or_default().to_string())
+    }
+}
+
+impl Secrets {
+    /// Creates the secret and answers its ARN, or `None` when a secret of
+    /// that name exists already. Errors are logged without the value.
+    async fn create(
+        &self,
+        name: &str,
+        value: &str,
+        token: Option<String>,
+        description: &str,
+    ) -> Result<Option<String>, StoreError> {
         let created = self
             .client
             .create_secret()
             .name(name)
             .secret_string(value)
-            .client_request_token(token)
-            .description("A password field of a PAO request")
+            .set_client_request_token(token)
+            .description(description)
             .send()
             .await;
         match created {
-            Ok(output) => Ok(output.arn().unwrap_or_default().to_string()),
+            Ok(output) => Ok(Some(output.arn().unwrap_or_default().to_string())),
             Err(err)
                 if err.as_service_error().and_then(|e| e.code())
                     == Some("ResourceExistsException") =>
             {
-                let described = self
-                    .client
-                    .describe_secret()
-                    .secret_id(name)
-                    .send()
-                    .await
-                    .map_err(|err| {
-                        tracing::warn!(error = %DisplayErrorContext(&err), "DescribeSecret failed");
-                        StoreError::Unavailable("Secrets Manager DescribeSecret failed".to_string())
-                    })?;
-                Ok(described.arn().unwrap_or_default().to_string())
+                Ok(None)
             }
-            // The error is logged without the request, which holds the value.
-            Err(err) => {
-                tracing::warn!(error = %DisplayErrorContext(&err), "CreateSecret failed");
-                Err(StoreError::Unavailable(
-                    "Secrets Manager CreateSecret failed".to_string(),
-                ))
-            }
+            Err(err) => Err(unavailable("Secrets Manager", "CreateSecret", &err)),
         }
     }
 }

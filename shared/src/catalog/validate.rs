@@ -497,7 +497,7 @@ impl<'a> Check<'a> {
             let (schema, validator) = &SCHEMAS.actions[&action.kind];
             let config = self.value_at(&format!("{at}/config"));
             self.schema(schema, validator, config, &format!("{at}/config"));
-            self.response_mapping(config, &format!("{at}/config/response_mapping"));
+            self.outputs(config, &format!("{at}/config"));
             if action.rollback.is_some() {
                 let (schema, validator) = if action.kind.compensates_natively() {
                     &SCHEMAS.retain
@@ -553,17 +553,28 @@ impl<'a> Check<'a> {
     }
 
     /// Each `response_mapping` entry is an RFC 9535 JSONPath expression,
-    /// parsed as the action will parse it at run time.
-    fn response_mapping(&mut self, config: &Value, at: &str) {
-        let Some(Value::Object(mapping)) = config.get("response_mapping") else {
-            return;
-        };
-        for (name, path) in mapping {
+    /// parsed as the action will parse it at run time, and each of
+    /// `secret_outputs` names one of those entries.
+    fn outputs(&mut self, config: &Value, at: &str) {
+        let mapping = config.get("response_mapping").and_then(Value::as_object);
+        for (name, path) in mapping.into_iter().flatten() {
             let Value::String(path) = path else { continue };
             if let Err(err) = serde_json_path::JsonPath::parse(path) {
                 self.at(
-                    &format!("{at}/{}", escape(name)),
+                    &format!("{at}/response_mapping/{}", escape(name)),
                     format!("`{path}` is not a JSONPath expression (RFC 9535): {err}"),
+                );
+            }
+        }
+        let Some(Value::Array(secrets)) = config.get("secret_outputs") else {
+            return;
+        };
+        for (index, name) in secrets.iter().enumerate() {
+            let Value::String(name) = name else { continue };
+            if !mapping.is_some_and(|m| m.contains_key(name)) {
+                self.at(
+                    &format!("{at}/secret_outputs/{index}"),
+                    format!("`{name}` is not an output of this action's response_mapping"),
                 );
             }
         }

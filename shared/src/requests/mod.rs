@@ -205,12 +205,17 @@ pub enum ListError {
     Store(#[from] StoreError),
 }
 
-/// Where password fields go.
+/// Where secrets go: password fields, and the outputs of actions that are
+/// secrets.
 #[async_trait]
 pub trait SecretStore: Send + Sync {
     /// Stores `value` under `name` (idempotent: the same name again is the
     /// same secret) and returns its ARN.
     async fn put(&self, name: &str, value: &str) -> Result<String, StoreError>;
+    /// Makes `value` the current version of the secret `name`, creating it
+    /// when it does not exist yet, and returns its ARN: a re-run action's
+    /// newer answer replaces the older one.
+    async fn replace(&self, name: &str, value: &str) -> Result<String, StoreError>;
 }
 
 /// The fulfilment engine's executions.
