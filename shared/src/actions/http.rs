@@ -76,6 +76,11 @@ impl Prepared {
 }
 
 const DEFAULT_TIMEOUT_SECONDS: u64 = 30;
+
+/// Said when a call succeeded but its answer could not be read: PAO does
+/// not know what the call made, so compensation cannot undo it.
+const UNMAPPED: &str =
+    "; the call itself succeeded, so whatever it made is not known to PAO and may need removing by hand";
 const MAX_TIMEOUT_SECONDS: u64 = 300;
 
 /// Renders `config` and checks what rendering produced. A config that does
@@ -212,7 +217,7 @@ pub async fn execute(
     }
     let body: Value = serde_json::from_slice(&reply.body).map_err(|_| {
         ActionError::Fatal(format!(
-            "{described} answered {status} without a JSON body, so response_mapping cannot apply"
+            "{described} answered {status} without a JSON body, so response_mapping cannot apply{UNMAPPED}"
         ))
     })?;
     for (name, path) in prepared.mapping {
@@ -220,7 +225,7 @@ pub async fn execute(
         let value = match found.as_slice() {
             [] => {
                 return Err(ActionError::Fatal(format!(
-                    "response_mapping.{name}: `{path}` matched nothing in the answer of {described}"
+                    "response_mapping.{name}: `{path}` matched nothing in the answer of {described}{UNMAPPED}"
                 )))
             }
             [one] => (*one).clone(),

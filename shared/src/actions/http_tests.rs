@@ -136,6 +136,10 @@ async fn a_mapping_that_finds_nothing_fails_the_action() {
     let err = run(&server, database_config()).await.unwrap_err();
     assert_eq!(err.name(), "Fatal");
     assert!(err.to_string().contains("response_mapping."), "{err}");
+    assert!(
+        err.to_string().contains("may need removing by hand"),
+        "{err}"
+    );
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(201).set_body_string("<html>created</html>"))
@@ -143,6 +147,10 @@ async fn a_mapping_that_finds_nothing_fails_the_action() {
         .await;
     let err = run(&server, database_config()).await.unwrap_err();
     assert!(err.to_string().contains("without a JSON body"), "{err}");
+    assert!(
+        err.to_string().contains("may need removing by hand"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
