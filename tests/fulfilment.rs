@@ -416,6 +416,21 @@ async fn a_failing_action_is_retried_then_compensated_and_a_retry_completes_with
         logs.iter().any(|l| l.starts_with("create: compensated")),
         "{logs:#?}"
     );
+    // create's secret output went with what it described.
+    let token = secret_name(&id);
+    assert!(
+        logs.iter()
+            .any(|l| l.starts_with("create: secret output api_token scheduled for deletion")),
+        "{logs:#?}"
+    );
+    let secrets = aws_sdk_secretsmanager::Client::new(&fixture.stack.sdk);
+    let described = secrets
+        .describe_secret()
+        .secret_id(&token)
+        .send()
+        .await
+        .expect("DescribeSecret");
+    assert!(described.deleted_date().is_some(), "{described:?}");
 
     // The cause is fixed: a retry completes, and announce is not sent again.
     fixture.server.reset().await;
@@ -442,11 +457,30 @@ async fn a_failing_action_is_retried_then_compensated_and_a_retry_completes_with
         0,
         "announce had succeeded"
     );
+    // create ran again: its secret output is back, with the new answer.
+    let restored = secrets
+        .get_secret_value()
+        .secret_id(&token)
+        .send()
+        .await
+        .expect("GetSecretValue");
+    assert_eq!(restored.secret_string(), Some(TOKEN));
+}
+
+/// Where the request's `create` action keeps its `api_token` output.
+fn secret_name(id: &str) -> String {
+    format!("pao/requests/{id}/actions/create/api_token")
 }
 
 #[tokio::test]
 async fn rollback_compensates_a_completed_request() {
     let fixture = Fixture::new().await;
+    // The first undo takes a while, so the rollback is seen under way.
+    Mock::given(method("DELETE"))
+        .and(path("/things/t-1/attachment"))
+        .respond_with(ResponseTemplate::new(204).set_delay(Duration::from_secs(3)))
+        .mount(&fixture.server)
+        .await;
     mount_all(&fixture.server, 200).await;
     let id = fixture.submit().await;
     let done = fixture.wait_for(&id, &["Completed", "Failed"]).await;
@@ -455,6 +489,15 @@ async fn rollback_compensates_a_completed_request() {
     let (status, body) = fixture.call(reqwest::Method::POST, &rollback, None).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["status"], "RollingBack");
+    // A rollback under way is not cancelled, and goes on.
+    let (status, body) = fixture
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/requests/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
     let rolled = fixture.wait_for(&id, &["RolledBack", "Failed"]).await;
     assert_eq!(rolled["status"], "RolledBack", "{rolled}");
     // Newest first: attach's undo before create's.

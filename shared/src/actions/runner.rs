@@ -179,6 +179,13 @@ impl Runner {
         if let (Some(limit), Some(running)) = (job.action.timeout_seconds, running) {
             if seconds_since(&running.started_at).is_some_and(|s| s > f64::from(limit)) {
                 let message = format!("not done within its timeout of {limit} s");
+                let mut failed = running.clone();
+                failed.status = ActionStatus::Failed;
+                failed.error = Some(message.clone());
+                failed.finished_at = Some(now());
+                self.store
+                    .put_action(&id, &failed, Guard::Is(ActionStatus::Running))
+                    .await?;
                 self.log(&id, &action_id, "error", &message).await?;
                 return Err(ActionError::Fatal(format!("{action_id}: {message}")));
             }
@@ -195,6 +202,7 @@ impl Runner {
             error: None,
             started_at: running.map_or_else(now, |r| r.started_at.clone()),
             finished_at: None,
+            attempt_started_at: Some(now()),
         };
         if !self
             .store
@@ -308,14 +316,43 @@ impl Runner {
             };
             let arn = self
                 .secrets
-                .replace(
-                    &format!("pao/requests/{id}/actions/{action_id}/{name}"),
-                    &text,
-                )
+                .replace(&secret_name(id, action_id, name), &text)
                 .await?;
             outputs.insert(name.clone(), Value::String(arn));
         }
         Ok(outputs)
+    }
+
+    /// Deletes (restorably, for a week) the secret outputs of an action
+    /// that was undone: they describe something that no longer exists. A
+    /// failure is logged for an operator rather than failing compensation,
+    /// whose call has been made.
+    async fn delete_secrets(&self, job: &Job) -> Result<(), ActionError> {
+        let id = &job.request.id;
+        let action_id = &job.action.id;
+        let names = job
+            .action
+            .config
+            .get("secret_outputs")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str);
+        for name in names {
+            let secret = secret_name(id, action_id, name);
+            let (level, message) = match self.secrets.delete(&secret).await {
+                Ok(()) => (
+                    "info",
+                    format!("secret output {name} scheduled for deletion (restorable for a week)"),
+                ),
+                Err(err) => (
+                    "warn",
+                    format!("secret output {name} not deleted ({err}): delete {secret} by hand"),
+                ),
+            };
+            self.log(id, action_id, level, &message).await?;
+        }
+        Ok(())
     }
 
     /// Undoes a succeeded action with its `rollback` call, which may read the
@@ -324,20 +361,31 @@ impl Runner {
     async fn compensate(&self, job: Job) -> Result<ActionOutput, ActionError> {
         let id = job.request.id.clone();
         let action_id = job.action.id.clone();
+        // A compensation another execution began is waited for; one whose
+        // function died on the way is taken over.
         let Some(mut record) = job
             .record()
-            .filter(|r| r.status == ActionStatus::Succeeded)
+            .filter(|r| r.status == ActionStatus::Succeeded || r.lost())
             .cloned()
         else {
-            return Ok(ActionOutput::done(Map::new()));
+            return match job.record().filter(|r| r.in_flight()) {
+                Some(_) => Err(ActionError::Retryable(format!(
+                    "{action_id} is being compensated by another execution"
+                ))),
+                None => Ok(ActionOutput::done(Map::new())),
+            };
         };
+        let claimed_from = record.status;
         record.status = ActionStatus::Compensating;
+        record.attempt_started_at = Some(now());
         if !self
             .store
-            .put_action(&id, &record, Guard::Is(ActionStatus::Succeeded))
+            .put_action(&id, &record, Guard::Is(claimed_from))
             .await?
         {
-            return Ok(ActionOutput::done(Map::new()));
+            return Err(ActionError::Retryable(format!(
+                "{action_id} was claimed by another execution meanwhile"
+            )));
         }
         let Some(rollback) = &job.action.rollback else {
             // Nothing PAO made can be taken back (a notification, a
@@ -376,6 +424,7 @@ impl Runner {
                     &format!("compensated: {described}"),
                 )
                 .await?;
+                self.delete_secrets(&job).await?;
                 Ok(ActionOutput::done(Map::new()))
             }
             Err(err) => {
@@ -490,6 +539,7 @@ impl Runner {
                     error: None,
                     started_at: at.clone(),
                     finished_at: Some(at),
+                    attempt_started_at: None,
                 };
                 self.store
                     .put_action(id, &record, Guard::Not(ActionStatus::Succeeded))
@@ -531,6 +581,11 @@ impl Runner {
         };
         Ok(self.store.append_log(id, &entry).await?)
     }
+}
+
+/// Where the secret output `output` of a request's action is kept.
+fn secret_name(id: &str, action_id: &str, output: &str) -> String {
+    format!("pao/requests/{id}/actions/{action_id}/{output}")
 }
 
 /// The wait before attempt `attempt + 1`, or `None` when the policy allows

@@ -46,6 +46,14 @@ impl SecretStore for Secrets {
         if let Some(arn) = self.create(name, value, None, description).await? {
             return Ok(arn);
         }
+        // A compensated action's secret is scheduled for deletion; its
+        // re-run takes it back. Restoring a live secret changes nothing.
+        self.client
+            .restore_secret()
+            .secret_id(name)
+            .send()
+            .await
+            .map_err(|err| unavailable("Secrets Manager", "RestoreSecret", &err))?;
         let put = self
             .client
             .put_secret_value()
@@ -56,7 +64,32 @@ impl SecretStore for Secrets {
             .map_err(|err| unavailable("Secrets Manager", "PutSecretValue", &err))?;
         Ok(put.arn().unwrap_or_default().to_string())
     }
+
+    async fn delete(&self, name: &str) -> Result<(), StoreError> {
+        let deleted = self
+            .client
+            .delete_secret()
+            .secret_id(name)
+            .recovery_window_in_days(RECOVERY_WINDOW_DAYS)
+            .send()
+            .await;
+        match deleted {
+            Ok(_) => Ok(()),
+            Err(err)
+                if matches!(
+                    err.as_service_error().and_then(|e| e.code()),
+                    Some("ResourceNotFoundException" | "InvalidRequestException")
+                ) =>
+            {
+                Ok(()) // gone, or scheduled for deletion already
+            }
+            Err(err) => Err(unavailable("Secrets Manager", "DeleteSecret", &err)),
+        }
+    }
 }
+
+/// How long a deleted secret can still be restored.
+const RECOVERY_WINDOW_DAYS: i64 = 7;
 
 impl Secrets {
     /// Creates the secret and answers its ARN, or `None` when a secret of
@@ -79,9 +112,13 @@ impl Secrets {
             .await;
         match created {
             Ok(output) => Ok(Some(output.arn().unwrap_or_default().to_string())),
+            // Exists, or is scheduled for deletion (which AWS reports as an
+            // invalid request).
             Err(err)
-                if err.as_service_error().and_then(|e| e.code())
-                    == Some("ResourceExistsException") =>
+                if matches!(
+                    err.as_service_error().and_then(|e| e.code()),
+                    Some("ResourceExistsException" | "InvalidRequestException")
+                ) =>
             {
                 Ok(None)
             }

@@ -54,9 +54,11 @@ impl Fulfillment {
             state_machine_arn: state_machine_arn.into(),
         }
     }
+}
 
-    /// The ARN of the execution named `name`: Step Functions derives it from
-    /// the state machine's.
+#[async_trait]
+impl Workflow for Fulfillment {
+    /// Step Functions derives an execution's ARN from the state machine's.
     fn execution_arn(&self, name: &str) -> String {
         format!(
             "{}:{name}",
@@ -64,10 +66,7 @@ impl Fulfillment {
                 .replacen(":stateMachine:", ":execution:", 1)
         )
     }
-}
 
-#[async_trait]
-impl Workflow for Fulfillment {
     async fn start(&self, name: &str, input: &str) -> Result<String, StoreError> {
         let started = self
             .client

@@ -213,13 +213,24 @@ impl Engine {
     /// The succeeded actions to compensate, newest first.
     async fn undo(&self, id: &str) -> Result<Value, ActionError> {
         let records = self.store.actions(id).await?;
-        if let Some(running) = records.iter().find(|r| r.status == ActionStatus::Running) {
-            // A cancellation arrives while an action runs: wait for it to
-            // end, so what it makes is compensated too.
+        if let Some(running) = records.iter().find(|r| r.in_flight()) {
+            // A cancellation arrives while an action's call is under way:
+            // wait for it to end, so what it makes is compensated too. An
+            // action waiting between attempts made nothing.
             return Err(ActionError::Retryable(format!(
                 "{} is still running",
                 running.action_id
             )));
+        }
+        for lost in records
+            .iter()
+            .filter(|r| r.lost() && r.status == ActionStatus::Running)
+        {
+            let message = format!(
+                "{}: its last call never reported back; if it made something, remove it by hand",
+                lost.action_id
+            );
+            self.log(id, "warn", &message).await?;
         }
         let mut actions = Vec::new();
         for record in compensation_order(&records) {
@@ -369,5 +380,35 @@ mod tests {
             "States.Timeout"
         );
         assert_eq!(failure_reason(None), "unknown error");
+    }
+
+    /// Undo waits for an action call under way by failing with Retryable:
+    /// the state machine's retries must outlast the longest such call, or
+    /// a cancellation would give up before the call could be compensated.
+    #[test]
+    fn undo_retries_outlast_a_call_under_way() {
+        let asl: Value =
+            serde_json::from_str(include_str!("../../../statemachines/fulfillment.asl.json"))
+                .unwrap();
+        let retry = &asl["States"]["Undo"]["Retry"][0];
+        assert!(retry["ErrorEquals"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("Retryable")));
+        assert!(
+            retry.get("JitterStrategy").is_none(),
+            "jitter shortens the waits"
+        );
+        let (mut wait, mut total) = (retry["IntervalSeconds"].as_f64().unwrap(), 0.0);
+        for _ in 0..retry["MaxAttempts"].as_u64().unwrap() {
+            total += wait.min(retry["MaxDelaySeconds"].as_f64().unwrap());
+            wait *= retry["BackoffRate"].as_f64().unwrap();
+        }
+        let lost_after = crate::requests::fulfilment::LOST_AFTER_SECONDS;
+        assert!(
+            total > lost_after,
+            "{total} s of retries, calls lost after {lost_after} s"
+        );
+        assert!(asl["States"]["Undo"]["Catch"][0]["Next"] == "MarkFailed");
     }
 }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::catalog::item::{Action, ActionType, CatalogItem, Manual, Mode};
+use crate::clock::{epoch_seconds, seconds_since};
 
 /// The item's fulfilment, pinned at submission.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,15 +133,61 @@ pub struct ActionRecord {
     pub started_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
+    /// When the call now under way (an attempt, or the compensation) began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_started_at: Option<String>,
 }
 
-/// The records to compensate, newest success first.
+/// How long a call of an action may go without reporting back before it
+/// is taken as lost: longer than the action function's own timeout
+/// (320 s), so no such call can still be running.
+pub const LOST_AFTER_SECONDS: f64 = 330.0;
+
+impl ActionRecord {
+    /// Whether a call of this action may be under way right now: an attempt
+    /// or a compensation began, has not reported back, and is recent
+    /// enough for its function to be alive.
+    pub fn in_flight(&self) -> bool {
+        self.busy() && !self.overdue()
+    }
+
+    /// A call began and never reported back, and its function is gone.
+    pub fn lost(&self) -> bool {
+        self.busy() && self.overdue()
+    }
+
+    fn busy(&self) -> bool {
+        match self.status {
+            ActionStatus::Running => self.finished_at.is_none(),
+            ActionStatus::Compensating => true,
+            _ => false,
+        }
+    }
+
+    fn overdue(&self) -> bool {
+        let began = self.attempt_started_at.as_ref().unwrap_or(&self.started_at);
+        seconds_since(began).is_some_and(|age| age >= LOST_AFTER_SECONDS)
+    }
+}
+
+/// The records to compensate, newest success first: the succeeded ones, and
+/// those whose compensation was lost on the way.
 pub fn compensation_order(records: &[ActionRecord]) -> Vec<&ActionRecord> {
     let mut done: Vec<&ActionRecord> = records
         .iter()
-        .filter(|record| record.status == ActionStatus::Succeeded)
+        .filter(|record| {
+            record.status == ActionStatus::Succeeded
+                || (record.status == ActionStatus::Compensating && record.lost())
+        })
         .collect();
-    done.sort_by(|a, b| b.finished_at.cmp(&a.finished_at));
+    let finished = |record: &ActionRecord| {
+        record
+            .finished_at
+            .as_deref()
+            .and_then(epoch_seconds)
+            .unwrap_or(0.0)
+    };
+    done.sort_by(|a, b| finished(b).total_cmp(&finished(a)));
     done
 }
 
@@ -222,6 +269,31 @@ mod tests {
     }
 
     #[test]
+    fn a_call_is_under_way_until_it_reports_back_or_is_overdue() {
+        let mut record = ActionRecord {
+            action_id: "db".to_string(),
+            kind: ActionType::RestApi,
+            status: ActionStatus::Running,
+            attempts: 2,
+            outputs: Map::new(),
+            error: None,
+            started_at: "2026-11-23T10:00:00Z".to_string(),
+            finished_at: None,
+            attempt_started_at: Some(crate::clock::now()),
+        };
+        assert!(record.in_flight(), "a fresh attempt of an old run");
+        record.attempt_started_at = Some("2026-11-23T10:00:00Z".to_string());
+        assert!(record.lost() && !record.in_flight());
+        record.finished_at = Some("2026-11-23T10:00:05Z".to_string());
+        assert!(
+            !record.lost() && !record.in_flight(),
+            "waiting between attempts"
+        );
+        record.status = ActionStatus::Succeeded;
+        assert!(!record.lost() && !record.in_flight());
+    }
+
+    #[test]
     fn compensation_undoes_the_newest_success_first() {
         let record = |id: &str, status, finished: &str| ActionRecord {
             action_id: id.to_string(),
@@ -232,11 +304,13 @@ mod tests {
             error: None,
             started_at: "t".to_string(),
             finished_at: Some(finished.to_string()),
+            attempt_started_at: None,
         };
+        // Written by an older clock without fixed-width fractions: read as times.
         let records = [
-            record("a", ActionStatus::Succeeded, "2026-11-23T10:00:00.001Z"),
-            record("c", ActionStatus::Failed, "2026-11-23T10:00:00.009Z"),
-            record("b", ActionStatus::Succeeded, "2026-11-23T10:00:00.005Z"),
+            record("a", ActionStatus::Succeeded, "2026-11-23T10:00:00.55Z"),
+            record("c", ActionStatus::Failed, "2026-11-23T10:00:00.9Z"),
+            record("b", ActionStatus::Succeeded, "2026-11-23T10:00:00.6Z"),
         ];
         let order: Vec<&str> = compensation_order(&records)
             .iter()
@@ -244,5 +318,21 @@ mod tests {
             .collect();
         assert_eq!(order, ["b", "a"]);
         assert_eq!(responses(&records).keys().collect::<Vec<_>>(), ["a", "b"]);
+
+        // A compensation whose function died is taken up again; a recent
+        // one is not (it is waited for).
+        let mut lost = record("d", ActionStatus::Compensating, "2026-11-23T10:00:00.7Z");
+        lost.attempt_started_at = Some("2026-11-23T10:00:01Z".to_string());
+        let mut busy = lost.clone();
+        busy.action_id = "e".to_string();
+        busy.attempt_started_at = Some(crate::clock::now());
+        assert!(lost.lost() && !lost.in_flight());
+        assert!(busy.in_flight() && !busy.lost());
+        let records = [records[0].clone(), lost, busy];
+        let order: Vec<&str> = compensation_order(&records)
+            .iter()
+            .map(|r| r.action_id.as_str())
+            .collect();
+        assert_eq!(order, ["d", "a"]);
     }
 }

@@ -213,9 +213,12 @@ pub trait SecretStore: Send + Sync {
     /// same secret) and returns its ARN.
     async fn put(&self, name: &str, value: &str) -> Result<String, StoreError>;
     /// Makes `value` the current version of the secret `name`, creating it
-    /// when it does not exist yet, and returns its ARN: a re-run action's
-    /// newer answer replaces the older one.
+    /// when it does not exist yet (or restoring it when it was deleted), and
+    /// returns its ARN: a re-run action's newer answer replaces the older one.
     async fn replace(&self, name: &str, value: &str) -> Result<String, StoreError>;
+    /// Schedules the secret `name` for deletion, recoverable for a week; a
+    /// secret that is gone or going already is not an error.
+    async fn delete(&self, name: &str) -> Result<(), StoreError>;
 }
 
 /// The fulfilment engine's executions.
@@ -224,6 +227,8 @@ pub trait Workflow: Send + Sync {
     /// Starts the execution named `name` (idempotent for the same name and
     /// input) and returns its ARN.
     async fn start(&self, name: &str, input: &str) -> Result<String, StoreError>;
+    /// The ARN the execution named `name` has, started or not.
+    fn execution_arn(&self, name: &str) -> String;
     async fn stop(&self, execution_arn: &str, cause: &str) -> Result<(), StoreError>;
     /// Resumes a task waiting for its token; `false` when the token no
     /// longer names a waiting task (its execution ended or timed out).

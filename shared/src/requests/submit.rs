@@ -407,9 +407,12 @@ impl Requests {
             .await
     }
 
-    /// Starts an execution named `{id}-{what}-v{version}` (the same name for
-    /// the same request state, so a repeated call starts nothing new) and
-    /// moves the request from `from` to `to`.
+    /// Moves the request from `from` to `to`, then starts its execution
+    /// `{id}-{what}-v{version}`. The status is written first, naming the
+    /// execution to come, so of two changes racing (a retry and a rollback)
+    /// only the winner starts anything. A repeated call starts the same
+    /// name again, which starts nothing new but makes up for a start that
+    /// failed after the status was written.
     async fn restart(
         &self,
         caller: &Principal,
@@ -429,29 +432,31 @@ impl Requests {
                 }
                 _ => request.status == to,
             };
-            if in_flight
-                && request
-                    .execution_arn
-                    .as_deref()
-                    .is_some_and(|arn| arn.contains(&format!("{id}-{what}-")))
-            {
+            let input =
+                json!({"request_id": id, "rollback": to == RequestStatus::RollingBack}).to_string();
+            let started = request
+                .execution_arn
+                .as_deref()
+                .and_then(|arn| arn.rsplit(':').next())
+                .filter(|name| name.starts_with(&format!("{id}-{what}-")));
+            if let (true, Some(name)) = (in_flight, started) {
+                self.workflow.start(name, &input).await?;
                 return Ok(request);
             }
             if request.status != from {
                 return Err(RequestError::Finished(request.status));
             }
             let name = format!("{id}-{what}-v{}", request.version);
-            let input = json!({"request_id": id, "rollback": to == RequestStatus::RollingBack});
-            let arn = self.workflow.start(&name, &input.to_string()).await?;
             let mut change = self.change(
                 &request,
                 to,
                 caller,
                 Some(&format!("{what} asked by {}", caller.email)),
             );
-            change.execution_arn = Some(arn);
+            change.execution_arn = Some(self.workflow.execution_arn(&name));
             match self.store.transition(&request, &change).await {
                 Ok(request) => {
+                    self.workflow.start(&name, &input).await?;
                     self.log(
                         id,
                         "api",
@@ -478,7 +483,16 @@ impl Requests {
     pub async fn cancel(&self, caller: &Principal, id: &str) -> Result<Request, RequestError> {
         for _ in 0..3 {
             let request = self.get(caller, id).await?;
-            if request.status.is_terminal() {
+            let undo = json!({"request_id": id, "rollback": true}).to_string();
+            if request.status == RequestStatus::Cancelled {
+                // Asked again: its compensation is started again too, in
+                // case the first start failed (the same name starts
+                // nothing new).
+                self.workflow.start(&format!("{id}-cancel"), &undo).await?;
+            }
+            // Checked before anything is stopped: a request being rolled
+            // back is not cancelled, and its rollback goes on.
+            if !request.status.can_become(RequestStatus::Cancelled) {
                 return Err(RequestError::Finished(request.status));
             }
             if let Some(arn) = &request.execution_arn {
@@ -498,10 +512,7 @@ impl Requests {
                         .await?;
                     // What the stopped execution made is undone by one of
                     // its own: it waits for a running action to end first.
-                    let input = json!({"request_id": id, "rollback": true});
-                    self.workflow
-                        .start(&format!("{id}-cancel"), &input.to_string())
-                        .await?;
+                    self.workflow.start(&format!("{id}-cancel"), &undo).await?;
                     return Ok(request);
                 }
                 // The engine moved it meanwhile: look again.
