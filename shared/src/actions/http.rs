@@ -201,7 +201,13 @@ pub async fn execute(
     })?;
     let status = reply.status;
     if !prepared.success_codes.contains(&status.as_u16()) {
-        let message = format!("{described} answered {status}{}", excerpt(&reply, redact));
+        // An answer that can carry secrets is not quoted at all.
+        let quoted = if prepared.secret_outputs.is_empty() {
+            excerpt(&reply, redact)
+        } else {
+            String::new()
+        };
+        let message = format!("{described} answered {status}{quoted}");
         return Err(if status == StatusCode::TOO_MANY_REQUESTS {
             ActionError::Throttled(message)
         } else if status.is_server_error() {
@@ -239,11 +245,12 @@ pub async fn execute(
 /// `: <the first 200 characters of the answer>`, secrets blanked, for an
 /// operator reading why a call failed.
 fn excerpt(reply: &Reply, redact: &[&str]) -> String {
-    let text = String::from_utf8_lossy(&reply.body);
-    let mut text: String = text.chars().take(200).collect();
+    // Blanked before it is cut, so no part of a secret survives the cut.
+    let mut text = String::from_utf8_lossy(&reply.body).into_owned();
     for secret in redact.iter().filter(|s| !s.is_empty()) {
         text = text.replace(secret, "[redacted]");
     }
+    let text: String = text.chars().take(200).collect();
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if text.is_empty() {
         String::new()

@@ -113,6 +113,40 @@ async fn answers_are_classified_for_the_state_machine() {
 }
 
 #[tokio::test]
+async fn a_failed_answer_is_quoted_without_any_part_of_a_secret() {
+    // The token straddles the 200th character, where the quote is cut.
+    let server = MockServer::start().await;
+    let body = format!("{}{TOKEN} more", "x".repeat(195));
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(400).set_body_string(body))
+        .mount(&server)
+        .await;
+    let message = run(&server, database_config())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(message.ends_with("xxxxx[reda"), "{message}");
+    assert!(!message.contains(&TOKEN[..5]), "{message}");
+
+    // An action whose answer carries secrets is never quoted.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_string(r#"{"password": "hunter2-generated"}"#),
+        )
+        .mount(&server)
+        .await;
+    let mut config = database_config();
+    config["response_mapping"] = json!({"password": "$.password"});
+    config["secret_outputs"] = json!(["password"]);
+    let message = run(&server, config).await.unwrap_err().to_string();
+    assert_eq!(
+        message,
+        "POST http://127.0.0.1/v1/databases answered 200 OK"
+    );
+}
+
+#[tokio::test]
 async fn a_slow_answer_times_out_and_is_worth_retrying() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
