@@ -45,10 +45,8 @@ bench: install ## benchmarks: catalog (criterion), then submission latency on a 
 	cargo bench -p pao --bench catalog
 	@infra/local/bench.sh
 
-# 1,000 submissions, 50 in flight: with 1,000 in flight at once, cargo lambda watch on
-# two cores lets queued invocations time out and its instances die (see README).
-load: ## 1,000 submissions through the running stack, checked for loss and duplicates (make up first)
-	@$(PYTHON) infra/local/load.py --requests 1000 --concurrency 50
+load: install ## 1,000 submissions at once through the API of a stack of its own, checked for loss and duplicates
+	@infra/local/load.sh
 
 demo: ## an automated and a manual request end to end, with the JIRA webhook played (make up first)
 	@$(PYTHON) infra/local/demo.py

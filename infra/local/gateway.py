@@ -9,7 +9,7 @@ the HTTP response.
 Locally there is no JWT authorizer: the functions run with PAO_AUTH_MODE=dev
 and read the development identity headers themselves.
 
-Usage: gateway.py --port PORT --lambda-url URL --template template.yaml
+Usage: gateway.py --port PORT --lambda-url URL --template template.yaml [--concurrency N]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import base64
 import json
 import re
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -140,6 +141,10 @@ class GatewayHandler(BaseHTTPRequestHandler):
     server_version = "pao-local-gateway"
     router: Router
     lambda_url: str
+    # Invocations in flight per function: cargo lambda watch's --concurrency.
+    concurrency: int
+    slots: dict[str, threading.BoundedSemaphore] = {}
+    lock = threading.Lock()
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 (base class name)
         sys.stderr.write(json.dumps({"gateway": format % args}) + "\n")
@@ -173,6 +178,18 @@ class GatewayHandler(BaseHTTPRequestHandler):
             return self._message(413, "Request Entity Too Large")
         body = self.rfile.read(length) if length else b""
         event = build_event(self, route, params, body)
+        # Lambda scales out where cargo lambda watch runs a fixed number of
+        # instances: invocations beyond them wait here, and the integration
+        # timeout counts from when an instance takes the event, as in AWS.
+        with self.instances(route.function):
+            self._invoke(route, event)
+
+    @classmethod
+    def instances(cls, function: str) -> threading.BoundedSemaphore:
+        with cls.lock:
+            return cls.slots.setdefault(function, threading.BoundedSemaphore(cls.concurrency))
+
+    def _invoke(self, route: Route, event: dict) -> None:
         request = urllib.request.Request(
             f"{self.lambda_url}/2015-03-31/functions/{route.function}/invocations",
             data=json.dumps(event).encode(),
@@ -214,7 +231,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--lambda-url", required=True)
     parser.add_argument("--template", type=Path, required=True)
+    parser.add_argument("--concurrency", type=int, default=8,
+                        help="instances per function cargo lambda watch runs")
     args = parser.parse_args()
+    GatewayHandler.concurrency = args.concurrency
     GatewayHandler.router = Router(Template(args.template).routes())
     GatewayHandler.lambda_url = args.lambda_url.rstrip("/")
     # Bursts of connections (a load test's thousand at once) queue rather

@@ -174,6 +174,7 @@ class Stack:
         functions_file.write_text("".join(f"{k}={v}\n" for k, v in function_env.items()))
 
         say(f"starting cargo lambda watch on {lambda_url}")
+        concurrency = os.environ.get("PAO_LAMBDA_CONCURRENCY", "8")
         watch_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         watch_env.update(function_env)
         self.start("functions", [
@@ -183,12 +184,13 @@ class Stack:
             # too; at 120 s idle instances died mid-run with "missing
             # lambda-runtime-aws-request-id header" and were not restarted.
             "--env-file", str(functions_file), "--timeout", "86400",
-            "--concurrency", os.environ.get("PAO_LAMBDA_CONCURRENCY", "8"),
+            "--concurrency", concurrency,
         ], env=watch_env)
 
         say(f"starting the gateway on {api_url}")
         self.start("gateway", [python, str(HERE / "gateway.py"), "--port", str(ports.api),
-                               "--lambda-url", lambda_url, "--template", str(ROOT / "template.yaml")])
+                               "--lambda-url", lambda_url, "--template", str(ROOT / "template.yaml"),
+                               "--concurrency", concurrency])
 
         say("waiting until GET /api/v1/health answers 200")
         wait_for(f"{api_url}/api/v1/health", HEALTHY_SECONDS,
