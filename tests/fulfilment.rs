@@ -586,6 +586,13 @@ mod manual {
             .await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
         let id = body["id"].as_str().unwrap().to_string();
+        let key = wait_for_ticket(fixture, &id, 1).await;
+        (id, key)
+    }
+
+    /// Waits until the request's `attempt`-th JIRA issue is open and its
+    /// task token kept, and answers the issue's key.
+    async fn wait_for_ticket(fixture: &Fixture, id: &str, attempt: usize) -> String {
         for _ in 0..120 {
             let (_, status) = fixture
                 .call(
@@ -597,24 +604,26 @@ mod manual {
             let ticket = status["actions"]
                 .as_array()
                 .and_then(|actions| actions.iter().find(|a| a["id"] == "ticket").cloned());
+            let waiting = fixture
+                .logs(id)
+                .await
+                .iter()
+                .filter(|l| l.contains("waiting for the platform team"))
+                .count();
             if let Some(key) = ticket
                 .as_ref()
+                .filter(|t| t["status"] == "Succeeded")
                 .and_then(|t| t["outputs"]["issue_key"].as_str())
             {
-                assert_eq!(status["status"], "InProgress", "{status}");
                 // The log says so too, once the task token is kept.
-                if fixture
-                    .logs(&id)
-                    .await
-                    .iter()
-                    .any(|l| l.contains("waiting for the platform team"))
-                {
-                    return (id, key.to_string());
+                if waiting == attempt {
+                    assert_eq!(status["status"], "InProgress", "{status}");
+                    return key.to_string();
                 }
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        panic!("no ticket for {id}: {:#?}", fixture.logs(&id).await);
+        panic!("no ticket for {id}: {:#?}", fixture.logs(id).await);
     }
 
     async fn deliver(
@@ -743,12 +752,41 @@ mod manual {
         );
         // Compensation tells the issue it is no longer needed.
         let comment = format!("POST /jira/rest/api/2/issue/{key}/comment");
+        let mut commented = false;
         for _ in 0..40 {
-            if fake_calls().await.contains(&comment) {
-                return;
+            commented = fake_calls().await.contains(&comment);
+            if commented {
+                break;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        panic!("no comment on {key}: {:#?}", fixture.logs(&id).await);
+        assert!(
+            commented,
+            "no comment on {key}: {:#?}",
+            fixture.logs(&id).await
+        );
+
+        // Retried, the request opens a new issue; the rejected one, edited
+        // later, resumes nothing.
+        let retry = format!("/api/v1/requests/{id}/retry");
+        let (status, body) = fixture.call(reqwest::Method::POST, &retry, None).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        let second = wait_for_ticket(&fixture, &id, 2).await;
+        assert_ne!(second, key);
+        let (status, body) = deliver(&fixture, &key, "Done", "done", Some("Done"), &secret).await;
+        assert_eq!(
+            (status, body["outcome"].as_str()),
+            (StatusCode::OK, Some("ignored")),
+            "{body}"
+        );
+        let (status, body) =
+            deliver(&fixture, &second, "Done", "done", Some("Done"), &secret).await;
+        assert_eq!(
+            (status, body["outcome"].as_str()),
+            (StatusCode::OK, Some("completed")),
+            "{body}"
+        );
+        let done = fixture.wait_for(&id, &["Completed", "Failed"]).await;
+        assert_eq!(done["status"], "Completed", "{done}");
     }
 }

@@ -6,10 +6,12 @@
 
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 use sha2::Sha256;
 
+use super::fulfilment::ActionStatus;
 use super::{LogEntry, RequestStore, TaskOutcome, Workflow};
+use crate::actions::runner::TICKET;
 use crate::catalog::index::StoreError;
 use crate::clock::now;
 
@@ -148,6 +150,16 @@ pub async fn deliver(
     let Some(id) = store.ticket_request(key).await? else {
         return Ok(Delivery::Ignored("not the issue of a PAO request"));
     };
+    // A retried request has a new issue: its earlier, rejected one must not
+    // resume the new attempt, however it is edited later.
+    let current = store.actions(&id).await?.into_iter().find(|record| {
+        record.action_id == TICKET
+            && record.status == ActionStatus::Succeeded
+            && record.outputs.get("issue_key").and_then(Value::as_str) == Some(key.as_str())
+    });
+    if current.is_none() {
+        return Ok(Delivery::Ignored("not the request's current issue"));
+    }
     let Some(token) = store.task_token(&id).await? else {
         return Ok(Delivery::Ignored("the request does not wait for its issue"));
     };
