@@ -490,6 +490,17 @@ impl Runner {
             let Some(mut record) = record.filter(|r| r.status == ActionStatus::Succeeded) else {
                 return Ok(ActionOutput::done(Map::new()));
             };
+            // Claimed first, so a cancellation and a failing execution do
+            // not both comment.
+            record.status = ActionStatus::Compensating;
+            record.attempt_started_at = Some(now());
+            if !self
+                .store
+                .put_action(id, &record, Guard::Is(ActionStatus::Succeeded))
+                .await?
+            {
+                return Ok(ActionOutput::done(Map::new()));
+            }
             let key = record
                 .outputs
                 .get("issue_key")
@@ -500,11 +511,18 @@ impl Runner {
                 "PAO request {id} ended ({}); this ticket is no longer needed.",
                 job.request.status
             );
-            jira.comment(&key, &note).await?;
+            if let Err(err) = jira.comment(&key, &note).await {
+                // Back to Succeeded, so the state machine's retry can claim it again.
+                record.status = ActionStatus::Succeeded;
+                self.store
+                    .put_action(id, &record, Guard::Is(ActionStatus::Compensating))
+                    .await?;
+                return Err(err);
+            }
             record.status = ActionStatus::Compensated;
             record.finished_at = Some(now());
             self.store
-                .put_action(id, &record, Guard::Is(ActionStatus::Succeeded))
+                .put_action(id, &record, Guard::Is(ActionStatus::Compensating))
                 .await?;
             self.log(
                 id,
