@@ -158,6 +158,13 @@ async fn a_retried_submission_is_the_same_request() {
     assert_eq!(first_status, StatusCode::ACCEPTED);
     assert_eq!(again_status, StatusCode::ACCEPTED);
     assert_eq!(first["id"], again["id"]);
+    // Passwords are not part of what is compared (nothing derived from one
+    // is stored): a retry that changes only the password is the same request.
+    let mut new_password = fields();
+    new_password["admin_password"] = json!("another long passphrase 42");
+    let (status, same) = submit(&stack, &user, database(new_password), Some(&key)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{same}");
+    assert_eq!(first["id"], same["id"]);
 
     let mut other = fields();
     other["db_name"] = json!("invoices");
@@ -326,6 +333,18 @@ async fn listings_page_with_an_opaque_token_and_filter_by_status() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["code"], "bad_request");
+    // Well-formed, for the right listing, but not a start key of its index.
+    use base64::Engine as _;
+    let partial = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(json!({"pk": "REQ#x", "sk": "REQUEST", "gsi2pk": "STATUS#Queued"}).to_string());
+    let (status, body) = get(
+        &stack,
+        "admin@example.com",
+        &["pao-admins"],
+        &format!("/api/v1/requests?status=Queued&next_token={partial}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let (status, _) = get(
         &stack,
         &user,
@@ -418,6 +437,17 @@ async fn bad_input_is_a_4xx_with_the_json_error_shape() {
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // An id far past any key DynamoDB takes is unknown too, not a 5xx.
+    for path in ["", "/status", "/logs"] {
+        let (status, body) = get(
+            &stack,
+            &user,
+            &["developers"],
+            &format!("/api/v1/requests/{}{path}", "r".repeat(3000)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+    }
 }
 
 #[tokio::test]

@@ -172,7 +172,18 @@ fn decode_token(token: &str, pinned: Option<(&str, &str)>) -> Result<Item, ListE
             return Err(ListError::BadToken);
         }
     }
-    if !plain.contains_key("pk") || !plain.contains_key("sk") {
+    // Exactly the keys of the table and of the index read, none empty: any
+    // other start key would be refused by DynamoDB, as a 5xx.
+    let mut keys = vec!["pk".to_string(), "sk".to_string()];
+    if let Some((partition, _)) = pinned {
+        keys.push(partition.to_string());
+        keys.push(partition.replacen("pk", "sk", 1));
+    }
+    if plain.len() != keys.len()
+        || keys
+            .iter()
+            .any(|key| plain.get(key).is_none_or(String::is_empty))
+    {
         return Err(ListError::BadToken);
     }
     Ok(plain.into_iter().map(|(k, v)| (k, s(v))).collect())

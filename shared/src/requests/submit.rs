@@ -115,7 +115,14 @@ impl Requests {
         let validator = self.validator(&published)?;
         let values = fields::check(&published.item, &validator, &submission.fields)
             .map_err(RequestError::InvalidFields)?;
-        let payload_hash = hash(&json!({"item_id": submission.item_id, "fields": values}));
+        // Password fields are left out of the hash, so nothing derived from
+        // a password is stored: a retry that changes only a password is the
+        // same request.
+        let mut hashed = values.clone();
+        for (field, _) in fields::passwords(&published.item, &values) {
+            hashed.remove(field);
+        }
+        let payload_hash = hash(&json!({"item_id": submission.item_id, "fields": hashed}));
         let id = match &submission.idempotency_key {
             Some(key) => {
                 let id = derived_id(&caller.subject, key);
@@ -311,19 +318,27 @@ impl Requests {
     }
 
     async fn get_any(&self, id: &str) -> Result<Request, RequestError> {
-        self.store
-            .get(id)
-            .await?
-            .ok_or_else(|| RequestError::NotFound(format!("no request `{id}`")))
+        self.lookup(id).await?.ok_or_else(|| unknown(id))
     }
 
     /// A request the caller may see: their own, or any for an admin.
     /// Someone else's request is "not found", not "forbidden".
     pub async fn get(&self, caller: &Principal, id: &str) -> Result<Request, RequestError> {
-        let request = self.store.get(id).await?;
-        request
+        self.lookup(id)
+            .await?
             .filter(|r| r.requester.subject == caller.subject || self.is_admin(caller))
-            .ok_or_else(|| RequestError::NotFound(format!("no request `{id}`")))
+            .ok_or_else(|| unknown(id))
+    }
+
+    /// The request `id` names. PAO's ids are UUIDs: anything else names no
+    /// request, without asking the table (which refuses oversized keys).
+    async fn lookup(&self, id: &str) -> Result<Option<Request>, RequestError> {
+        let plausible = (1..=64).contains(&id.len())
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !plausible {
+            return Ok(None);
+        }
+        Ok(self.store.get(id).await?)
     }
 
     pub async fn list(
@@ -550,8 +565,17 @@ fn refused(err: TransitionError, id: &str) -> RequestError {
     match err {
         TransitionError::NotAllowed { from, .. } => RequestError::Finished(from),
         TransitionError::Conflict { current } => RequestError::Finished(current),
-        TransitionError::NotFound => RequestError::NotFound(format!("no request `{id}`")),
+        TransitionError::NotFound => unknown(id),
         TransitionError::Store(err) => err.into(),
+    }
+}
+
+/// "No such request", quoting the id only when it is short.
+fn unknown(id: &str) -> RequestError {
+    if id.len() <= 64 {
+        RequestError::NotFound(format!("no request `{id}`"))
+    } else {
+        RequestError::NotFound("no request has that id".to_string())
     }
 }
 
