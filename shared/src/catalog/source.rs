@@ -134,9 +134,16 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<Document, SourceError> {
         values: HashMap::new(),
         keys: HashMap::new(),
     };
-    document.value = flatten(root, String::new(), &mut document)?;
+    // Each node's path is kept for locating messages: long keys under many
+    // nodes would make them far larger than the file, so they are budgeted.
+    let mut budget = limits.max_bytes.saturating_mul(PATH_BUDGET_FACTOR);
+    document.value = flatten(root, String::new(), &mut document, &mut budget)?;
     Ok(document)
 }
+
+/// The paths of a document's nodes may add up to this many times its
+/// size limit (a 22 KB item's paths take about 60 KB).
+const PATH_BUDGET_FACTOR: usize = 16;
 
 /// Parses one YAML document within `limits` without keeping locations:
 /// several times faster, for the common case of a file with nothing to
@@ -223,8 +230,22 @@ fn escape(segment: &str) -> String {
     segment.replace('~', "~0").replace('/', "~1")
 }
 
-fn flatten(node: Spanned<Node>, pointer: String, doc: &mut Document) -> Result<Value, SourceError> {
+fn flatten(
+    node: Spanned<Node>,
+    pointer: String,
+    doc: &mut Document,
+    budget: &mut usize,
+) -> Result<Value, SourceError> {
     let location = Location::of(&node.referenced);
+    // Kept twice at most: for the value, and for its key.
+    *budget = budget
+        .checked_sub(2 * pointer.len())
+        .ok_or_else(|| SourceError {
+            location,
+            message: "the paths to the values here add up to far more than the file: \
+                      keys this long or this many cannot be a catalog item's"
+                .to_string(),
+        })?;
     doc.values.insert(pointer.clone(), location);
     Ok(match node.value {
         Node::Scalar(value) => value,
@@ -240,7 +261,7 @@ fn flatten(node: Spanned<Node>, pointer: String, doc: &mut Document) -> Result<V
         Node::Seq(items) => {
             let mut values = Vec::with_capacity(items.len());
             for (index, item) in items.into_iter().enumerate() {
-                values.push(flatten(item, format!("{pointer}/{index}"), doc)?);
+                values.push(flatten(item, format!("{pointer}/{index}"), doc, budget)?);
             }
             Value::Array(values)
         }
@@ -250,7 +271,7 @@ fn flatten(node: Spanned<Node>, pointer: String, doc: &mut Document) -> Result<V
                 let child = format!("{pointer}/{}", escape(&key.value));
                 doc.keys
                     .insert(child.clone(), Location::of(&key.referenced));
-                let value = flatten(value, child, doc)?;
+                let value = flatten(value, child, doc, budget)?;
                 map.insert(key.value, value);
             }
             Value::Object(map)
@@ -520,6 +541,32 @@ mod tests {
         let big = vec![b'a'; Limits::default().max_bytes + 1];
         let err = parse_err(&big);
         assert!(err.message.contains("at most 262144 bytes"), "{err:?}");
+    }
+
+    #[test]
+    fn long_keys_over_many_nodes_are_refused_not_expanded() {
+        // 120 KB of key over 45,000 values: under every size and node limit,
+        // but the paths to the values would take gigabytes.
+        let bomb = format!(
+            "? {}\n: [{}0]\n",
+            "k".repeat(120 * 1024),
+            "0,".repeat(45_000)
+        );
+        assert!(bomb.len() < Limits::default().max_bytes);
+        let err = parse_err(bomb.as_bytes());
+        assert!(
+            err.message.contains("keys this long or this many"),
+            "{err:?}"
+        );
+        // The same bomb nested: a path grows with every level.
+        let nested: String = (0..30)
+            .map(|level| format!("{}{}:\n", "  ".repeat(level), "k".repeat(1000)))
+            .collect();
+        let nested = format!("{nested}{}x: 1\n", "  ".repeat(30));
+        assert!(
+            parse(nested.as_bytes(), &Limits::default()).is_ok(),
+            "deep but small is fine"
+        );
     }
 
     #[test]

@@ -74,7 +74,9 @@ pub fn check(
         };
         let parses = match field.kind {
             FieldType::Json => serde_json::from_str::<Value>(text).is_ok(),
-            FieldType::Yaml => source::parse(text.as_bytes(), &Limits::default()).is_ok(),
+            FieldType::Yaml => {
+                source::parse_unlocated(text.as_bytes(), &Limits::default()).is_some()
+            }
             _ => true,
         };
         if !parses {
