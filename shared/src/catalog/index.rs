@@ -293,7 +293,25 @@ impl Ingest {
             self.wake_contenders(&old).await?;
         }
         tracing::info!(key, ?outcome, "catalog file ingested");
+        // S3 keeps modification times to the second: a newer version written
+        // in the same second may have been published first, then overwritten
+        // by this one. What was published must still be the object, or the
+        // object as it is now is ingested again.
+        if matches!(outcome, Ingested::Published { .. })
+            && !self.is_current(key, Some(&hash)).await?
+        {
+            return Box::pin(self.sync_key(key)).await;
+        }
         Ok(outcome)
+    }
+
+    /// Whether `key` still holds the content hashed `hash` (`None`: whether
+    /// it is still gone).
+    async fn is_current(&self, key: &str, hash: Option<&str>) -> Result<bool, StoreError> {
+        let limit = Limits::default().max_bytes;
+        let object = self.source.fetch(key, limit).await?;
+        let now = object.map(|object| super::validate::content_hash(&object.bytes));
+        Ok(now.as_deref() == hash)
     }
 
     /// A valid file claims an id another file publishes.
@@ -341,6 +359,11 @@ impl Ingest {
         self.store.unpublish(&item_id, key, i64::MAX).await?;
         self.store.release_source(key).await?;
         self.wake_contenders(&item_id).await?;
+        // Deleted and uploaded again at once (`rm` then `cp` in a CI job):
+        // the upload's own event may have come and gone before this one.
+        if !self.is_current(key, None).await? {
+            return Box::pin(self.sync_key(key)).await;
+        }
         Ok(Ingested::Removed {
             item_id: Some(item_id),
         })
@@ -411,12 +434,7 @@ impl Ingest {
 fn claimed_id(bytes: &[u8]) -> Option<String> {
     let document = source::parse(bytes, &Limits::default()).ok()?;
     let id = document.value.pointer("/header/id")?.as_str()?;
-    let valid = id.len() <= 63
-        && id.starts_with(|c: char| c.is_ascii_lowercase())
-        && id
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    valid.then(|| id.to_string())
+    super::item::is_item_id(id).then(|| id.to_string())
 }
 
 #[cfg(test)]

@@ -541,23 +541,34 @@ async fn rename_racing_a_stalled_read() -> Harness {
     h.upload("items/a.yaml", &old, 100).await;
     h.bucket
         .put("items/a.yaml", item("renamed-item", "2.0.0"), 200);
+    let (_, fresh) = race_a_stalled_read(&h, old, 100).await;
+    assert_eq!(fresh.unwrap(), published("renamed-item"));
+    h
+}
+
+/// Ingests `items/a.yaml` twice at once: a late invocation that read `stale`
+/// (modified at `modified`) and stalls until a fresh one, reading the
+/// bucket, has finished. Answers (late, fresh).
+async fn race_a_stalled_read(
+    h: &Harness,
+    stale: String,
+    modified: i64,
+) -> (Result<Ingested, StoreError>, Result<Ingested, StoreError>) {
     let stalled = Arc::new(StalledRead {
         bucket: h.bucket.clone(),
         key: "items/a.yaml".to_string(),
         stale: Mutex::new(Some(SourceObject {
-            bytes: old.into_bytes(),
-            modified: 100,
+            bytes: stale.into_bytes(),
+            modified,
         })),
         release: Notify::new(),
     });
     let late = Ingest::new(stalled.clone(), h.table.clone());
-    let (_, fresh) = tokio::join!(late.sync_key("items/a.yaml"), async {
+    tokio::join!(late.sync_key("items/a.yaml"), async {
         let outcome = h.ingest.sync_key("items/a.yaml").await;
         stalled.release.notify_one();
         outcome
-    });
-    assert_eq!(fresh.unwrap(), published("renamed-item"));
-    h
+    })
 }
 
 #[tokio::test]
@@ -607,4 +618,44 @@ async fn a_refused_file_older_than_the_owner_takes_over_when_the_owner_is_delete
 
     let live = h.table.published_now("demo-item");
     assert_eq!(live.map(|p| p.source_key).as_deref(), Some("items/b.yaml"));
+}
+
+#[tokio::test]
+async fn an_older_version_of_the_same_second_published_last_is_replaced_by_the_current_one() {
+    let h = harness();
+    let old = item("demo-item", "1.0.0");
+    let new = item("demo-item", "1.1.0");
+    h.upload("items/a.yaml", &old, 100).await;
+    // Overwritten within the same second: S3 times have whole seconds.
+    h.bucket.put("items/a.yaml", new.clone(), 100);
+    let (late, _) = race_a_stalled_read(&h, old, 100).await;
+    late.unwrap();
+    let published = h.table.published_now("demo-item").unwrap();
+    assert_eq!(published.item.header.version, "1.1.0");
+    assert_eq!(published.content_hash, content_hash(new.as_bytes()));
+}
+
+#[tokio::test]
+async fn a_delete_event_arriving_after_the_file_was_uploaded_again_keeps_it() {
+    let h = harness();
+    h.upload("items/a.yaml", &item("demo-item", "1.0.0"), 100)
+        .await;
+    // The delete event's invocation saw no object, then the file came back
+    // (and its own event was handled) before it unpublished.
+    let removed = h
+        .ingest
+        .remove("items/a.yaml", Some("demo-item".to_string()))
+        .await
+        .unwrap();
+    assert_ne!(
+        removed,
+        Ingested::Removed {
+            item_id: Some("demo-item".to_string())
+        }
+    );
+    assert_eq!(h.table.published_ids(), ["demo-item"]);
+    assert_eq!(
+        h.table.item_of("items/a.yaml").as_deref(),
+        Some("demo-item")
+    );
 }
