@@ -403,6 +403,10 @@ async fn bad_input_is_a_4xx_with_the_json_error_shape() {
             StatusCode::NOT_FOUND,
         ),
         (
+            post().json(&json!({"item_id": "i".repeat(3000), "fields": {}})),
+            StatusCode::NOT_FOUND,
+        ),
+        (
             post().json(&database(json!([1, 2]))),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),

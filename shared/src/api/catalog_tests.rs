@@ -711,6 +711,40 @@ async fn the_report_of_a_restricted_item_is_invisible_outside_its_groups() {
     assert_eq!(body["error"]["code"], "not_found");
 }
 
+#[tokio::test]
+async fn the_report_of_an_item_with_no_published_version_is_for_admins() {
+    let world = world().await;
+    // Never valid: no published version says who may see it.
+    let broken = DEMO
+        .replace("id: demo-item", "id: never-valid")
+        .replace("label: Name", "labl: Name");
+    world.bucket.put("items/never.yaml", &broken, 300);
+    world.ingest.sync_key("items/never.yaml").await.unwrap();
+    // Restricted, then deleted: its groups went with it.
+    world.bucket.delete("items/rest-database.yaml");
+    world
+        .ingest
+        .sync_key("items/rest-database.yaml")
+        .await
+        .unwrap();
+
+    for item_id in ["never-valid", "rest-database"] {
+        let (status, _) = get("/api/v1/catalog/validation/{item_id}")
+            .param("item_id", item_id)
+            .by(OUTSIDER)
+            .send(&world.api)
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{item_id}");
+    }
+    let (status, body) = get("/api/v1/catalog/validation/{item_id}")
+        .param("item_id", "never-valid")
+        .by(ADMIN)
+        .send(&world.api)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "invalid");
+}
+
 // ---------------------------------------------------------------- errors
 
 #[tokio::test]

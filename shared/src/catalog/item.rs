@@ -434,6 +434,17 @@ impl Action {
     }
 }
 
+/// Whether `id` can be a catalog item's id: lower-case letters, digits and
+/// dashes, starting with a letter, at most 63 characters. Anything else
+/// names no item, and is not looked up.
+pub fn is_item_id(id: &str) -> bool {
+    id.len() <= 63
+        && id.starts_with(|c: char| c.is_ascii_lowercase())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
 impl CatalogItem {
     pub fn actions(&self) -> &[Action] {
         self.fulfillment

@@ -26,6 +26,7 @@ use super::{
 };
 use crate::auth::Principal;
 use crate::catalog::index::{CatalogStore, PublishedItem, StoreError};
+use crate::catalog::item::is_item_id;
 use crate::clock::now;
 
 #[derive(Debug, thiserror::Error)]
@@ -295,8 +296,12 @@ impl Requests {
         if let Some(item) = cached {
             return Ok(item);
         }
+        if !is_item_id(item_id) {
+            return Ok(None);
+        }
         let item = self.catalog.published_item(item_id).await?;
-        if !self.item_ttl.is_zero() {
+        // Only items are kept: misses would let callers grow the cache.
+        if item.is_some() && !self.item_ttl.is_zero() {
             let mut items = self.items.lock().unwrap_or_else(|p| p.into_inner());
             items.insert(item_id.to_string(), (Instant::now(), item.clone()));
         }
