@@ -54,10 +54,13 @@ pub fn references(text: &str) -> Result<Vec<Reference>, String> {
             if seen.insert(reference.clone()) {
                 found.push(reference);
             }
-        });
+        })?;
     }
     Ok(found)
 }
+
+/// The namespaces a template reads; nothing may rebind them.
+pub const NAMESPACES: [&str; 5] = ["fields", "header", "request", "env", "response"];
 
 /// A part of a simple template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,38 +267,65 @@ const KEYWORDS: &[&str] = &[
 ];
 
 /// Finds the dotted names of one block, skipping string literals, filters,
-/// function calls, keyword arguments and local variables.
+/// tests, keyword arguments and local variables. Refuses what could reach
+/// past the namespaces: function calls (Tera's `get_env` reads any variable
+/// of the process), names Tera reserves (`__tera_context` is the whole
+/// context), and a loop or `set` rebinding a namespace (which would hide
+/// `env.NAME` from the checks).
 fn scan(
     block: &str,
     is_statement: bool,
     locals: &mut BTreeSet<String>,
     emit: &mut dyn FnMut(Reference),
-) {
+) -> Result<(), String> {
     let tokens = tokenize(block);
     if is_statement {
-        // `for x in …` and `set x = …` introduce local names.
-        if let [first, second, ..] = tokens.as_slice() {
+        // `for x in …`, `for k, v in …` and `set x = …` introduce local names.
+        if let [first, rest @ ..] = tokens.as_slice() {
             if first == "for" || first == "set" || first == "set_global" {
-                locals.insert(second.clone());
+                let bound = rest
+                    .iter()
+                    .take_while(|t| *t != "in" && *t != "=")
+                    .filter(|t| *t != ",");
+                for name in bound {
+                    if NAMESPACES.contains(&name.as_str()) {
+                        return Err(format!(
+                            "`{first} {name}` would hide the {name} namespace: use another name"
+                        ));
+                    }
+                    locals.insert(name.clone());
+                }
             }
         }
     }
-    let mut previous = String::new();
-    let mut index = 0;
-    while index < tokens.len() {
-        let token = &tokens[index];
+    for (index, token) in tokens.iter().enumerate() {
+        let at = |offset: usize| index.checked_sub(offset).and_then(|i| tokens.get(i));
+        let previous = at(1).map_or("", String::as_str);
         let next = tokens.get(index + 1).map(String::as_str);
         let is_name = token.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_');
-        let is_filter_or_call = previous == "|" || next == Some("(") || next == Some("=");
-        if is_name && !is_filter_or_call && !KEYWORDS.contains(&token.as_str()) {
+        if is_name && token.starts_with("__") {
+            return Err(format!("`{token}` is not available in templates"));
+        }
+        // `x | filter(…)`, `x is test(…)`, `x is not test`.
+        let is_filter_or_test = previous == "|"
+            || previous == "is"
+            || (previous == "not" && at(2).is_some_and(|t| t == "is"));
+        if is_name && next == Some("(") && !is_filter_or_test {
+            return Err(format!(
+                "`{token}(…)`: templates cannot call functions; read configuration as {{{{env.NAME}}}}"
+            ));
+        }
+        // `name=value` inside a call, not `a == b`.
+        let is_argument =
+            next == Some("=") && tokens.get(index + 2).map(String::as_str) != Some("=");
+        if is_name && !is_filter_or_test && !is_argument && !KEYWORDS.contains(&token.as_str()) {
             let path: Vec<String> = token.split('.').map(str::to_string).collect();
             if !locals.contains(&path[0]) {
                 emit(Reference(path));
             }
         }
-        previous = token.clone();
-        index += 1;
     }
+    Ok(())
 }
 
 /// Splits a block into names (with their dots), punctuation and numbers;

@@ -72,9 +72,12 @@ impl Context {
             })
     }
 
+    /// A secret `env.NAME`, or the whole `env`, which holds the secrets.
     fn is_secret(&self, path: &str) -> bool {
-        path.strip_prefix("env.")
-            .is_some_and(|name| self.secrets.contains(name))
+        path == "env"
+            || path
+                .strip_prefix("env.")
+                .is_some_and(|name| self.secrets.contains(name))
     }
 }
 
@@ -188,7 +191,7 @@ fn render_with_tera(
         if let Some(secret) = references
             .iter()
             .map(super::Reference::dotted)
-            .find(|path| context.is_secret(path) || path == "env")
+            .find(|path| context.is_secret(path))
         {
             return Err(RenderError::SecretOutsideHeader {
                 at: at.to_string(),
@@ -201,12 +204,30 @@ fn render_with_tera(
             at: at.to_string(),
             message: err.to_string(),
         })?;
-    tera::Tera::one_off(text, &tera_context, false)
+    locked_tera()
+        .render_str(text, &tera_context)
         .map(Value::String)
         .map_err(|err| RenderError::Template {
             at: at.to_string(),
             message: tera_reason(&err),
         })
+}
+
+/// A Tera whose only way out of the context is closed: its built-in
+/// `get_env` reads any variable of the process, the function's AWS
+/// credentials among them. The template check refuses function calls
+/// already; this holds should one get past it.
+fn locked_tera() -> tera::Tera {
+    let mut tera = tera::Tera::default();
+    tera.register_function(
+        "get_env",
+        |_: &std::collections::HashMap<String, tera::Value>| -> tera::Result<tera::Value> {
+            Err(tera::Error::msg(
+                "get_env is not available: read configuration as env.NAME",
+            ))
+        },
+    );
+    tera
 }
 
 /// Tera's innermost cause ("Variable `fields.x` not found in context while
@@ -276,6 +297,15 @@ impl TemplateEnv {
             .iter()
             .filter_map(|name| self.values.get(name).map(String::as_str))
     }
+}
+
+/// `text` with each of `secrets` blanked, for a message or a log line.
+pub fn redact<'a>(text: &str, secrets: impl IntoIterator<Item = &'a str>) -> String {
+    let mut text = text.to_string();
+    for secret in secrets.into_iter().filter(|s| !s.is_empty()) {
+        text = text.replace(secret, "[redacted]");
+    }
+    text
 }
 
 #[cfg(test)]

@@ -250,3 +250,88 @@ fn secrets_render_in_headers_only() {
     .unwrap();
     assert_eq!(env.secret_values().collect::<Vec<_>>(), ["s3cr3t-token"]);
 }
+
+#[test]
+fn templates_cannot_reach_past_their_namespaces() {
+    let context = context();
+    // Tera's get_env would read any variable of the process.
+    let process = env!("CARGO_MANIFEST_DIR");
+    for text in [
+        "{{ get_env(name=\"CARGO_MANIFEST_DIR\") }}",
+        "{{ get_env(name=\"CARGO_MANIFEST_DIR\") | trim }}",
+        "{% set t = get_env(name=\"CARGO_MANIFEST_DIR\") %}{{ t }}",
+        "{{ __tera_context }}",
+        "{% set env = fields %}{{ env.name }}",
+        "{% for fields in env %}{{ fields }}{% endfor %}",
+        "{% for k, env in fields %}{{ env }}{% endfor %}",
+    ] {
+        for secrets in [Secrets::Allowed, Secrets::Refused] {
+            let err = render_text(text, &context, secrets, "config.body").unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    RenderError::Template { .. } | RenderError::Undefined { .. }
+                ),
+                "{text}: {err}"
+            );
+            assert!(!err.to_string().contains(process), "{text}: {err}");
+        }
+        // Refused by the check catalog validation runs too (a lone
+        // `__tera_context` is a name no namespace has, refused there).
+        let refused = crate::template::references(text).map_or(true, |found| {
+            found
+                .iter()
+                .all(|r| !crate::template::NAMESPACES.contains(&r.root()))
+        });
+        assert!(refused, "{text}");
+    }
+    // Should a call get past that check, the engine itself refuses it.
+    let called = locked_tera().render_str(
+        "{{ get_env(name=\"CARGO_MANIFEST_DIR\") }}",
+        &tera::Context::new(),
+    );
+    assert!(called.is_err_and(|err| !format!("{err:?}").contains(process)));
+    // A comparison reads the secret as surely as printing it does.
+    for text in [
+        "{% if env.DBAAS_TOKEN == \"s3cr3t-token\" %}yes{% endif %}",
+        "{% if env.DBAAS_TOKEN is starting_with(\"s3\") %}yes{% endif %}",
+        "{{ env }}",
+    ] {
+        let err = render_text(text, &context, Secrets::Refused, "config.body").unwrap_err();
+        assert!(
+            matches!(err, RenderError::SecretOutsideHeader { .. }),
+            "{text}: {err}"
+        );
+    }
+    // Tests and filters with arguments are not calls.
+    assert_eq!(
+        render_one("{% if fields.name is not starting_with(\"x\") %}ok{% endif %}").unwrap(),
+        json!("ok")
+    );
+}
+
+#[test]
+fn a_message_about_a_secret_is_blanked_before_anyone_sees_it() {
+    let context = context();
+    let env = TemplateEnv::from_env(env_of(&[
+        ("PAO_TEMPLATE_SECRETS", "DBAAS_TOKEN"),
+        ("DBAAS_TOKEN", "s3cr3t-token"),
+    ]))
+    .unwrap();
+    // Tera quotes the value a filter could not use.
+    let err = render_text(
+        "{{ env.DBAAS_TOKEN | round }}",
+        &context,
+        Secrets::Allowed,
+        "config.headers.X",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("s3cr3t-token"), "{err}");
+    let blanked = redact(&err, env.secret_values());
+    assert!(!blanked.contains("s3cr3t-token"), "{blanked}");
+    assert_eq!(
+        redact("a s3cr3t-token b", env.secret_values()),
+        "a [redacted] b"
+    );
+}
