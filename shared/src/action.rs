@@ -75,6 +75,16 @@ impl ActionError {
             Self::Fatal(_) => "Fatal",
         }
     }
+
+    /// The same error with its message passed through `f`, such as to
+    /// blank secrets.
+    pub fn map_message(self, f: impl FnOnce(&str) -> String) -> Self {
+        match self {
+            Self::Retryable(message) => Self::Retryable(f(&message)),
+            Self::Throttled(message) => Self::Throttled(f(&message)),
+            Self::Fatal(message) => Self::Fatal(f(&message)),
+        }
+    }
 }
 
 impl From<ActionError> for Diagnostic {

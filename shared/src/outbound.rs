@@ -72,17 +72,24 @@ pub fn is_internal(ip: IpAddr) -> bool {
                 || a >= 240
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            let segments = v6.segments();
+            let [first, second, ..] = segments;
+            // IPv4 carried in IPv6: mapped (::ffff:a.b.c.d), compatible
+            // (::a.b.c.d, which also covers :: and ::1) and 6to4 (2002:…).
+            if let Some(v4) = v6.to_ipv4() {
                 return is_internal(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || first == 0x2001 && v6.segments()[1] == 0x0db8
-                || first == 0x0064
+            if first == 0x2002 {
+                let [a, b] = second.to_be_bytes();
+                let [c, d] = segments[2].to_be_bytes();
+                return is_internal(IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d)));
+            }
+            v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00 // unique local
+                || (first & 0xffc0) == 0xfe80 // link local
+                || (first & 0xffc0) == 0xfec0 // site local (deprecated)
+                || (first == 0x2001 && (second == 0x0db8 || second == 0)) // documentation, Teredo
+                || first == 0x0064 // NAT64
         }
     }
 }
@@ -150,7 +157,9 @@ pub struct Egress {
 }
 
 impl Egress {
-    pub fn new(allow: AllowList) -> Self {
+    /// The guarded client. Fails rather than fall back to a client without
+    /// the guard (which would follow redirects and proxies anywhere).
+    pub fn new(allow: AllowList) -> Result<Self, reqwest::Error> {
         let allow = Arc::new(allow);
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
@@ -160,9 +169,8 @@ impl Egress {
                 allow: allow.clone(),
             }))
             .user_agent(concat!("pao/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
-        Self { client, allow }
+            .build()?;
+        Ok(Self { client, allow })
     }
 
     pub async fn send(&self, call: Call) -> Result<Reply, EgressError> {
@@ -265,6 +273,12 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
             "fd00:ec2::254",
+            "::169.254.169.254",
+            "2002:a9fe:a9fe::1",
+            "2002:7f00:1::",
+            "fec0::1",
+            "2001:0:4136:e378::1",
+            "64:ff9b::a9fe:a9fe",
         ] {
             assert!(is_internal(ip(internal)), "{internal}");
         }
@@ -273,6 +287,8 @@ mod tests {
             "1.1.1.1",
             "2606:4700:4700::1111",
             "172.32.0.1",
+            "2002:0808:0808::1",
+            "::8.8.8.8",
         ] {
             assert!(!is_internal(ip(public)), "{public}");
         }
@@ -292,7 +308,7 @@ mod tests {
 
     #[tokio::test]
     async fn internal_destinations_are_refused_before_any_connection() {
-        let egress = Egress::new(AllowList::default());
+        let egress = Egress::new(AllowList::default()).unwrap();
         for url in [
             "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
             "http://127.0.0.1:1/",

@@ -246,10 +246,10 @@ pub async fn execute(
 /// operator reading why a call failed.
 fn excerpt(reply: &Reply, redact: &[&str]) -> String {
     // Blanked before it is cut, so no part of a secret survives the cut.
-    let mut text = String::from_utf8_lossy(&reply.body).into_owned();
-    for secret in redact.iter().filter(|s| !s.is_empty()) {
-        text = text.replace(secret, "[redacted]");
-    }
+    let text = crate::template::render::redact(
+        &String::from_utf8_lossy(&reply.body),
+        redact.iter().copied(),
+    );
     let text: String = text.chars().take(200).collect();
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if text.is_empty() {

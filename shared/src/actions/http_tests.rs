@@ -36,7 +36,7 @@ fn context(base: &str) -> Context {
 
 /// The local server is on loopback, which only an allow-list opens.
 fn egress() -> Egress {
-    Egress::new(AllowList::parse("127.0.0.1").unwrap())
+    Egress::new(AllowList::parse("127.0.0.1").unwrap()).unwrap()
 }
 
 fn database_config() -> Value {
@@ -201,7 +201,7 @@ async fn internal_addresses_need_the_allow_list() {
         &context(&server.uri()),
     )
     .unwrap();
-    let err = execute(&Egress::new(AllowList::default()), prepared, &[])
+    let err = execute(&Egress::new(AllowList::default()).unwrap(), prepared, &[])
         .await
         .unwrap_err();
     assert_eq!(err.name(), "Fatal", "{err}");

@@ -23,7 +23,7 @@ use crate::clock::{now, seconds_since};
 use crate::outbound::{AllowList, Egress};
 use crate::requests::fulfilment::{responses, ActionRecord, ActionStatus, Plan};
 use crate::requests::{Guard, LogEntry, Request, RequestStatus, RequestStore, SecretStore};
-use crate::template::render::{Context, RequestVars, TemplateEnv};
+use crate::template::render::{redact, Context, RequestVars, TemplateEnv};
 
 pub struct Runner {
     store: Arc<dyn RequestStore>,
@@ -108,7 +108,10 @@ impl Runner {
             table,
         );
         let secrets = crate::aws::secrets::Secrets::new(aws_sdk_secretsmanager::Client::new(&sdk));
-        let egress = Egress::new(allow);
+        let egress = Egress::new(allow).map_err(|err| crate::config::ConfigError::Invalid {
+            name: AllowList::VARIABLE,
+            reason: format!("the guarded HTTP client cannot be built: {err}"),
+        })?;
         let jira = Jira::from_env(&env, egress.clone())?;
         Ok(Self::new(
             Arc::new(store),
@@ -238,7 +241,8 @@ impl Runner {
                 }
             }
             Err(err) => Err(err),
-        };
+        }
+        .map_err(|err| self.blank(err));
         record.finished_at = Some(now());
         match outcome {
             Ok(outputs) => {
@@ -409,7 +413,8 @@ impl Runner {
                     .map(|_| described)
             }
             Err(err) => Err(err),
-        };
+        }
+        .map_err(|err| self.blank(err));
         match outcome {
             Ok(described) => {
                 record.status = ActionStatus::Compensated;
@@ -511,7 +516,7 @@ impl Runner {
                 "PAO request {id} ended ({}); this ticket is no longer needed.",
                 job.request.status
             );
-            if let Err(err) = jira.comment(&key, &note).await {
+            if let Err(err) = jira.comment(&key, &note).await.map_err(|e| self.blank(e)) {
                 // Back to Succeeded, so the state machine's retry can claim it again.
                 record.status = ActionStatus::Succeeded;
                 self.store
@@ -543,7 +548,10 @@ impl Runner {
             Some(done) => done.outputs,
             None => {
                 let context = job.context(&self.env);
-                let issue = jira.create(&job.plan.manual.jira, &context).await?;
+                let issue = jira
+                    .create(&job.plan.manual.jira, &context)
+                    .await
+                    .map_err(|err| self.blank(err))?;
                 let mut outputs = Map::new();
                 outputs.insert("issue_key".into(), Value::String(issue.key.clone()));
                 outputs.insert("issue_url".into(), Value::String(issue.url.clone()));
@@ -582,6 +590,12 @@ impl Runner {
         )
         .await?;
         Ok(ActionOutput::done(outputs))
+    }
+
+    /// The error with every secret of the env namespace blanked: a message
+    /// of Tera's or serde's may quote the value it could not use.
+    fn blank(&self, err: ActionError) -> ActionError {
+        err.map_message(|message| redact(message, self.env.secret_values()))
     }
 
     async fn log(

@@ -22,6 +22,9 @@ use crate::requests::{ListQuery, RequestStatus};
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 const MAX_KEY_CHARS: usize = 128;
 
+/// The shortest shared secret the JIRA webhook accepts.
+const MIN_WEBHOOK_SECRET: usize = 16;
+
 pub struct RequestsApi {
     requests: Requests,
     auth: AuthMode,
@@ -108,8 +111,17 @@ impl RequestsApi {
             admin_group,
         )
         .with_item_cache(std::time::Duration::from_secs(item_ttl));
-        let jira_secret = std::env::var("PAO_JIRA_WEBHOOK_SECRET").ok();
-        Ok(Self::new(requests, auth, service_group).with_jira_secret(jira_secret))
+        let jira_secret = env.or("PAO_JIRA_WEBHOOK_SECRET", "");
+        // Empty turns the webhook off; a short secret would be guessable.
+        if (1..MIN_WEBHOOK_SECRET).contains(&jira_secret.len()) {
+            return Err(ConfigError::Invalid {
+                name: "PAO_JIRA_WEBHOOK_SECRET",
+                reason: format!(
+                    "at least {MIN_WEBHOOK_SECRET} characters, or empty to turn the webhook off"
+                ),
+            });
+        }
+        Ok(Self::new(requests, auth, service_group).with_jira_secret(Some(jira_secret)))
     }
 
     pub async fn handle(&self, req: Request) -> Response<Body> {
