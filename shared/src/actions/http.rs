@@ -14,7 +14,7 @@ use serde_json_path::JsonPath;
 
 use crate::action::ActionError;
 use crate::outbound::{Call, Egress, EgressError, Reply};
-use crate::template::render::{render, Context, Secrets};
+use crate::template::render::{render, render_url, Context, Secrets};
 
 /// The two kinds of HTTP action differ only in their defaults and in
 /// whether they read the answer.
@@ -99,11 +99,13 @@ pub fn prepare(kind: Kind, config: &Value, context: &Context) -> Result<Prepared
             Secrets::Refused
         };
         // The mapping's JSONPath expressions and output names are not templates.
-        let value = if key == "response_mapping" || key == "secret_outputs" {
-            value.clone()
-        } else {
-            render(value, context, secrets, &format!("config.{key}"))
-                .map_err(|err| fatal(err.to_string()))?
+        let at = format!("config.{key}");
+        let value = match (key.as_str(), value) {
+            ("response_mapping" | "secret_outputs", _) => value.clone(),
+            ("url", Value::String(url)) => {
+                render_url(url, context, &at).map_err(|err| fatal(err.to_string()))?
+            }
+            _ => render(value, context, secrets, &at).map_err(|err| fatal(err.to_string()))?,
         };
         rendered.insert(key.clone(), value);
     }

@@ -498,6 +498,7 @@ impl<'a> Check<'a> {
             let config = self.value_at(&format!("{at}/config"));
             self.schema(schema, validator, config, &format!("{at}/config"));
             self.outputs(config, &format!("{at}/config"));
+            self.url(config, &format!("{at}/config"));
             if action.rollback.is_some() {
                 let (schema, validator) = if action.kind.compensates_natively() {
                     &SCHEMAS.retain
@@ -506,6 +507,7 @@ impl<'a> Check<'a> {
                 };
                 let rollback_at = format!("{at}/rollback");
                 self.schema(schema, validator, self.value_at(&rollback_at), &rollback_at);
+                self.url(self.value_at(&rollback_at), &rollback_at);
             }
         }
         if !unique_ids {
@@ -548,6 +550,15 @@ impl<'a> Check<'a> {
                     &rollback_at,
                     Some((&upstream, own)),
                 );
+            }
+        }
+    }
+
+    /// A URL reads the requester's values as plain placeholders only.
+    fn url(&mut self, config: &Value, at: &str) {
+        if let Some(Value::String(url)) = config.get("url") {
+            if let Err(message) = template::check_url(url) {
+                self.at(&format!("{at}/url"), message);
             }
         }
     }

@@ -59,6 +59,31 @@ pub fn references(text: &str) -> Result<Vec<Reference>, String> {
     Ok(found)
 }
 
+/// Namespaces whose values a requester chooses or influences.
+pub fn is_user_namespace(root: &str) -> bool {
+    matches!(root, "fields" | "request" | "response")
+}
+
+/// A URL may read the requester's values only as plain placeholders,
+/// which rendering percent-encodes one by one: through a filter or a
+/// condition they could move the host or start a query.
+pub fn check_url(text: &str) -> Result<(), String> {
+    if simple(text).is_some() {
+        return Ok(());
+    }
+    // A template that does not parse is reported as such elsewhere.
+    let Ok(references) = references(text) else {
+        return Ok(());
+    };
+    match references.iter().find(|r| is_user_namespace(r.root())) {
+        Some(user) => Err(format!(
+            "`{0}` in a URL must be a plain placeholder, such as {{{{{0}}}}}, so that it can be encoded",
+            user.dotted()
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The namespaces a template reads; nothing may rebind them.
 pub const NAMESPACES: [&str; 5] = ["fields", "header", "request", "env", "response"];
 

@@ -166,6 +166,52 @@ pub fn render_text(
     Ok(Value::String(out))
 }
 
+/// Renders a URL. Values a requester controls (`fields`, `request`,
+/// `response`) are percent-encoded where they land, so they cannot move the
+/// host, climb the path or start a query: the deployment's `env` and the
+/// item's `header` make the URL's shape, users only fill its slots. Those
+/// values must be plain placeholders: through a filter or a condition they
+/// could not be encoded one by one. Secrets are refused, as in a body.
+pub fn render_url(text: &str, context: &Context, at: &str) -> Result<Value, RenderError> {
+    super::check_url(text).map_err(|message| RenderError::Template {
+        at: at.to_string(),
+        message,
+    })?;
+    let Some(pieces) = simple(text) else {
+        return render_text(text, context, Secrets::Refused, at);
+    };
+    let mut url = String::with_capacity(text.len() + 32);
+    for piece in pieces {
+        match piece {
+            Piece::Text(text) => url.push_str(text),
+            Piece::Path(path) => {
+                let value = render_text(&format!("{{{{{path}}}}}"), context, Secrets::Refused, at)?;
+                let mut text = String::new();
+                push_text(&mut text, &value);
+                if super::is_user_namespace(path.split('.').next().unwrap_or_default()) {
+                    url.push_str(&percent_encode(&text));
+                } else {
+                    url.push_str(&text);
+                }
+            }
+        }
+    }
+    Ok(Value::String(url))
+}
+
+/// Every byte but RFC 3986's unreserved characters as `%XX`.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 /// A value inside text: strings as they are, null as nothing, lists and
 /// mappings as compact JSON.
 fn push_text(out: &mut String, value: &Value) {

@@ -335,3 +335,35 @@ fn a_message_about_a_secret_is_blanked_before_anyone_sees_it() {
         "a [redacted] b"
     );
 }
+
+#[test]
+fn a_url_takes_the_requesters_values_encoded_in_their_slots() {
+    let context =
+        context_with(json!({"name": "evil.example.com/x?y#", "path": "../admin?force=true"}));
+    let url = |text: &str| render_url(text, &context, "config.url");
+    // The host and the path stay what the item made them.
+    assert_eq!(
+        url("https://{{fields.name}}.dbaas.example.com/v1").unwrap(),
+        json!("https://evil.example.com%2Fx%3Fy%23.dbaas.example.com/v1")
+    );
+    assert_eq!(
+        url("{{env.DBAAS_URL}}/v1/databases/{{fields.path}}").unwrap(),
+        json!("https://dbaas.internal/v1/databases/..%2Fadmin%3Fforce%3Dtrue")
+    );
+    assert_eq!(
+        url("{{env.DBAAS_URL}}/v1/{{response.db.id}}").unwrap(),
+        json!("https://dbaas.internal/v1/db-42")
+    );
+    // Through a filter a value could not be encoded: refused.
+    let err = url("{{env.DBAAS_URL}}/v1/{{ fields.path | lower }}").unwrap_err();
+    assert!(
+        err.to_string().contains("must be a plain placeholder"),
+        "{err}"
+    );
+    assert!(url("{{ env.DBAAS_URL | lower }}/v1").is_ok());
+    // Secrets never go in a URL.
+    assert!(matches!(
+        url("{{env.DBAAS_URL}}/v1?token={{env.DBAAS_TOKEN}}"),
+        Err(RenderError::SecretOutsideHeader { .. })
+    ));
+}
