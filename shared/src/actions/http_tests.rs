@@ -253,8 +253,9 @@ fn secrets_go_in_headers_only_and_bad_configs_are_fatal() {
             json!({"url": "https://x.example.com", "method": "TRACE"}),
             "config.method",
         ),
+        (json!({"url": "{{fields.storage_gb}}"}), "`20` is not a URL"),
         (
-            json!({"url": "{{fields.storage_gb}}"}),
+            json!({"url": "https://x.example.com", "headers": {"X-Size": "{{fields.storage_gb}}"}}),
             "config, once rendered",
         ),
         (

@@ -369,7 +369,10 @@ impl Runner {
         // function died on the way is taken over.
         let Some(mut record) = job
             .record()
-            .filter(|r| r.status == ActionStatus::Succeeded || r.lost())
+            .filter(|r| {
+                r.status == ActionStatus::Succeeded
+                    || (r.status == ActionStatus::Compensating && r.lost())
+            })
             .cloned()
         else {
             return match job.record().filter(|r| r.in_flight()) {
