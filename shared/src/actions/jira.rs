@@ -44,6 +44,18 @@ impl Jira {
         if base_url.is_empty() {
             return Ok(None);
         }
+        // The credentials go with every call: in clear only to this machine.
+        let url = reqwest::Url::parse(&base_url).map_err(|err| ConfigError::Invalid {
+            name: "PAO_JIRA_URL",
+            reason: err.to_string(),
+        })?;
+        let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+        if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+            return Err(ConfigError::Invalid {
+                name: "PAO_JIRA_URL",
+                reason: "must be an https URL (http only on this machine's loopback)".to_string(),
+            });
+        }
         let user = env.required("PAO_JIRA_USER")?;
         let token = env.required("PAO_JIRA_API_TOKEN")?;
         let credentials =
@@ -175,5 +187,31 @@ fn as_text(value: Value) -> Value {
         Value::String(_) => value,
         Value::Null => Value::String(String::new()),
         other => Value::String(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbound::AllowList;
+
+    #[test]
+    fn credentials_travel_in_clear_only_to_this_machine() {
+        let configured = |url: &'static str| {
+            let env = Env(move |name: &str| match name {
+                "PAO_JIRA_URL" => Some(url.to_string()),
+                "PAO_JIRA_USER" => Some("pao@example.com".to_string()),
+                "PAO_JIRA_API_TOKEN" => Some("token".to_string()),
+                _ => None,
+            });
+            Jira::from_env(&env, Egress::new(AllowList::default()).unwrap())
+        };
+        assert!(configured("https://example.atlassian.net")
+            .unwrap()
+            .is_some());
+        assert!(configured("http://127.0.0.1:3071/jira").unwrap().is_some());
+        assert!(configured("http://jira.example.com").is_err());
+        assert!(configured("not a url").is_err());
+        assert!(configured("").unwrap().is_none());
     }
 }

@@ -265,14 +265,17 @@ fn render_with_tera(
 /// already; this holds should one get past it.
 fn locked_tera() -> tera::Tera {
     let mut tera = tera::Tera::default();
-    tera.register_function(
-        "get_env",
-        |_: &std::collections::HashMap<String, tera::Value>| -> tera::Result<tera::Value> {
-            Err(tera::Error::msg(
-                "get_env is not available: read configuration as env.NAME",
-            ))
-        },
-    );
+    // Its other function, `range`, would loop for as long as it is asked.
+    for name in ["get_env", "range"] {
+        tera.register_function(
+            name,
+            |_: &std::collections::HashMap<String, tera::Value>| -> tera::Result<tera::Value> {
+                Err(tera::Error::msg(
+                    "templates cannot call functions: read configuration as env.NAME",
+                ))
+            },
+        );
+    }
     tera
 }
 

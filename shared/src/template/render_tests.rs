@@ -291,6 +291,11 @@ fn templates_cannot_reach_past_their_namespaces() {
         &tera::Context::new(),
     );
     assert!(called.is_err_and(|err| !format!("{err:?}").contains(process)));
+    let looped = locked_tera().render_str(
+        "{% for i in range(end=100000000) %}x{% endfor %}",
+        &tera::Context::new(),
+    );
+    assert!(looped.is_err());
     // A comparison reads the secret as surely as printing it does.
     for text in [
         "{% if env.DBAAS_TOKEN == \"s3cr3t-token\" %}yes{% endif %}",
