@@ -140,6 +140,16 @@ impl Fixture {
         (status, body)
     }
 
+    /// `DELETE /api/v1/requests/{id}`: cancels the request.
+    async fn cancel(&self, id: &str) -> (StatusCode, Value) {
+        self.call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/requests/{id}"),
+            None,
+        )
+        .await
+    }
+
     async fn submit(&self) -> String {
         let (status, body) = self
             .call(
@@ -490,13 +500,7 @@ async fn rollback_compensates_a_completed_request() {
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["status"], "RollingBack");
     // A rollback under way is not cancelled, and goes on.
-    let (status, body) = fixture
-        .call(
-            reqwest::Method::DELETE,
-            &format!("/api/v1/requests/{id}"),
-            None,
-        )
-        .await;
+    let (status, body) = fixture.cancel(&id).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     let rolled = fixture.wait_for(&id, &["RolledBack", "Failed"]).await;
     assert_eq!(rolled["status"], "RolledBack", "{rolled}");
@@ -535,13 +539,7 @@ async fn cancelling_mid_run_stops_and_compensates() {
     mount_rest(&fixture.server).await;
     let id = fixture.submit().await;
     fixture.wait_for(&id, &["InProgress"]).await;
-    let (status, body) = fixture
-        .call(
-            reqwest::Method::DELETE,
-            &format!("/api/v1/requests/{id}"),
-            None,
-        )
-        .await;
+    let (status, body) = fixture.cancel(&id).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "Cancelled");
     // What create made while the cancellation arrived is undone, and
