@@ -654,6 +654,15 @@ mod manual {
         (code, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// Asserts the webhook took the delivery, with this outcome.
+    fn assert_outcome((status, body): (StatusCode, Value), expected: &str) {
+        assert_eq!(
+            (status, body["outcome"].as_str()),
+            (StatusCode::OK, Some(expected)),
+            "{body}"
+        );
+    }
+
     async fn fake_calls() -> Vec<String> {
         let calls: Value = http()
             .get(format!("{}/_calls", env("PAO_FAKE_URL")))
@@ -713,20 +722,16 @@ mod manual {
             .await;
         assert_eq!(still["status"], "InProgress");
 
-        let (status, body) = deliver(&fixture, &key, "Done", "done", Some("Done"), &secret).await;
-        assert_eq!(
-            (status, body["outcome"].as_str()),
-            (StatusCode::OK, Some("completed")),
-            "{body}"
+        assert_outcome(
+            deliver(&fixture, &key, "Done", "done", Some("Done"), &secret).await,
+            "completed",
         );
         let done = fixture.wait_for(&id, &["Completed", "Failed"]).await;
         assert_eq!(done["status"], "Completed", "{done}");
         // A late delivery for the same issue resumes nothing.
-        let (status, body) = deliver(&fixture, &key, "Done", "done", Some("Done"), &secret).await;
-        assert_eq!(
-            (status, body["outcome"].as_str()),
-            (StatusCode::OK, Some("ignored")),
-            "{body}"
+        assert_outcome(
+            deliver(&fixture, &key, "Done", "done", Some("Done"), &secret).await,
+            "ignored",
         );
     }
 
@@ -735,12 +740,9 @@ mod manual {
         let fixture = Fixture::new().await;
         let secret = env("PAO_JIRA_WEBHOOK_SECRET");
         let (id, key) = open_ticket(&fixture).await;
-        let (status, body) =
-            deliver(&fixture, &key, "Done", "done", Some("Won't Do"), &secret).await;
-        assert_eq!(
-            (status, body["outcome"].as_str()),
-            (StatusCode::OK, Some("rejected")),
-            "{body}"
+        assert_outcome(
+            deliver(&fixture, &key, "Done", "done", Some("Won't Do"), &secret).await,
+            "rejected",
         );
         let failed = fixture.wait_for(&id, &["Completed", "Failed"]).await;
         assert_eq!(failed["status"], "Failed");
@@ -771,18 +773,13 @@ mod manual {
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
         let second = wait_for_ticket(&fixture, &id, 2).await;
         assert_ne!(second, key);
-        let (status, body) = deliver(&fixture, &key, "Done", "done", Some("Done"), &secret).await;
-        assert_eq!(
-            (status, body["outcome"].as_str()),
-            (StatusCode::OK, Some("ignored")),
-            "{body}"
+        assert_outcome(
+            deliver(&fixture, &key, "Done", "done", Some("Done"), &secret).await,
+            "ignored",
         );
-        let (status, body) =
-            deliver(&fixture, &second, "Done", "done", Some("Done"), &secret).await;
-        assert_eq!(
-            (status, body["outcome"].as_str()),
-            (StatusCode::OK, Some("completed")),
-            "{body}"
+        assert_outcome(
+            deliver(&fixture, &second, "Done", "done", Some("Done"), &secret).await,
+            "completed",
         );
         let done = fixture.wait_for(&id, &["Completed", "Failed"]).await;
         assert_eq!(done["status"], "Completed", "{done}");
