@@ -288,3 +288,271 @@ async fn refresh_is_for_admins_and_rebuilds_from_the_bucket() {
         .iter()
         .any(|r| r["key"] == "examples/eks-app-stack.yaml" && r["outcome"] == "unchanged"));
 }
+
+const INVALID: &str = "../shared/tests/fixtures/catalog/invalid";
+
+/// Each way a file can fail before it is even YAML, as its bytes with
+/// `demo-item` standing for the item id, and what its report must say.
+fn unparseable_uploads() -> Vec<(&'static str, Vec<u8>, &'static str)> {
+    let fixture = |name: &str| {
+        std::fs::read(format!("{}/{INVALID}/{name}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap_or_else(|err| panic!("fixture {name}: {err}"))
+    };
+    let oversized = format!(
+        "{}# {}\n",
+        item("demo-item", "2.0.0"),
+        "x".repeat(300 * 1024)
+    );
+    vec![
+        (
+            "syntax error",
+            fixture("yaml-syntax-error.yaml"),
+            "illegal placement of ':' indicator",
+        ),
+        (
+            "duplicate key",
+            fixture("yaml-duplicate-key.yaml"),
+            "duplicate key `owner`",
+        ),
+        (
+            "not UTF-8",
+            fixture("yaml-not-utf8.yaml"),
+            "the file is not valid UTF-8",
+        ),
+        (
+            "alias bomb",
+            fixture("yaml-alias-bomb.yaml"),
+            "more than 50000 values once aliases are expanded",
+        ),
+        (
+            "too deep",
+            fixture("yaml-deep-nesting.yaml"),
+            "nesting deeper than 32 levels",
+        ),
+        (
+            "oversized",
+            oversized.into_bytes(),
+            "a catalog item may be at most 262144 bytes",
+        ),
+    ]
+}
+
+fn with_id(bytes: &[u8], id: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut rest = bytes;
+    while let Some(at) = rest.windows(9).position(|w| w == b"demo-item") {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(id.as_bytes());
+        rest = &rest[at + 9..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+impl Catalog {
+    async fn upload_bytes(&self, key: &str, body: Vec<u8>) {
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .expect("PutObject");
+    }
+}
+
+#[tokio::test]
+async fn every_unparseable_replacement_is_reported_and_the_live_version_named() {
+    let catalog = Catalog::new().await;
+    for (kind, bytes, message) in unparseable_uploads() {
+        let id = unique("broken");
+        let key = format!("it/{id}.yaml");
+        catalog.upload(&key, &item(&id, "1.0.0")).await;
+        catalog.upload_bytes(&key, with_id(&bytes, &id)).await;
+
+        let (status, served) = catalog.get(&format!("/api/v1/catalog/items/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{kind}");
+        assert_eq!(served["version"], "1.0.0", "{kind}");
+        let (status, report) = catalog
+            .get(&format!("/api/v1/catalog/validation/{id}"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{kind}");
+        assert_eq!(report["status"], "invalid", "{kind}: {report}");
+        assert_eq!(report["source_key"], key.as_str(), "{kind}");
+        let error = &report["errors"][0];
+        assert_eq!(error["file"], key.as_str(), "{kind}");
+        assert!(error["line"].as_u64().unwrap() >= 1, "{kind}");
+        assert!(
+            error["message"].as_str().unwrap().contains(message),
+            "{kind}: {error}"
+        );
+        assert_eq!(report["live"]["version"], "1.0.0", "{kind}");
+        assert!(
+            report["summary"]
+                .as_str()
+                .unwrap()
+                .contains("was refused (1 error); "),
+            "{kind}: {report}"
+        );
+        assert!(
+            report["summary"]
+                .as_str()
+                .unwrap()
+                .contains("version 1.0.0"),
+            "{kind}: {report}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unparseable_first_upload_is_reported_under_its_id_or_its_file_name() {
+    let catalog = Catalog::new().await;
+    // The id is readable from the text even though the YAML is not.
+    let id = unique("first");
+    let fixture = &unparseable_uploads()[0].1;
+    catalog
+        .upload_bytes(&format!("it/other-{id}.yaml"), with_id(fixture, &id))
+        .await;
+    let (status, report) = catalog
+        .get(&format!("/api/v1/catalog/validation/{id}"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(report["status"], "invalid");
+    assert_eq!(report["errors"][0]["line"], 10);
+    assert_eq!(report["live"], Value::Null);
+
+    // No id in the file at all: the file name names the report.
+    let name = unique("nameless");
+    let bomb = &unparseable_uploads()[3].1;
+    catalog
+        .upload_bytes(&format!("it/{name}.yaml"), bomb.clone())
+        .await;
+    let (status, report) = catalog
+        .get(&format!("/api/v1/catalog/validation/{name}"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(report["source_key"], format!("it/{name}.yaml"));
+    assert_eq!(report["errors"][0]["line"], 5);
+}
+
+/// The processes of the catalog function this workspace built: the
+/// instances `cargo lambda watch` is running.
+fn catalog_instances() -> usize {
+    let binary = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/debug/catalog-api")
+        .canonicalize()
+        .expect("the catalog-api binary was built");
+    std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|entry| {
+                    std::fs::read_link(entry.path().join("exe")).ok() == Some(binary.clone())
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Several instances of the catalog function answer reads while items are
+/// published and others published and unpublished again: once any instance
+/// served an item, no instance answers 404 for it or leaves it out of the
+/// list.
+#[tokio::test]
+async fn no_instance_answers_from_a_catalog_older_than_one_already_served() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    const READERS: usize = 4;
+    const STABLE: usize = 4;
+    let catalog = Arc::new(Catalog::new().await);
+    let prefix = unique("gen");
+    let stable: Arc<Vec<String>> =
+        Arc::new((0..STABLE).map(|n| format!("{prefix}-s{n}")).collect());
+    let seen: Arc<Vec<AtomicBool>> =
+        Arc::new((0..STABLE).map(|_| AtomicBool::new(false)).collect());
+    let done = Arc::new(AtomicBool::new(false));
+    let reads = Arc::new(AtomicUsize::new(0));
+
+    let readers: Vec<_> = (0..READERS)
+        .map(|_| {
+            let (catalog, stable, seen, done, reads, prefix) = (
+                Arc::clone(&catalog),
+                Arc::clone(&stable),
+                Arc::clone(&seen),
+                Arc::clone(&done),
+                Arc::clone(&reads),
+                prefix.clone(),
+            );
+            tokio::spawn(async move {
+                let mut violations = Vec::new();
+                while !done.load(Ordering::SeqCst) {
+                    for (n, id) in stable.iter().enumerate() {
+                        let known = seen[n].load(Ordering::SeqCst);
+                        let (status, _) = catalog.get(&format!("/api/v1/catalog/items/{id}")).await;
+                        reads.fetch_add(1, Ordering::Relaxed);
+                        match status {
+                            StatusCode::OK => seen[n].store(true, Ordering::SeqCst),
+                            StatusCode::NOT_FOUND if known => {
+                                violations.push(format!("{id}: 404 after it was served"))
+                            }
+                            StatusCode::NOT_FOUND => {}
+                            other => violations.push(format!("{id}: {other}")),
+                        }
+                    }
+                    let known: Vec<bool> = seen.iter().map(|s| s.load(Ordering::SeqCst)).collect();
+                    let (status, listed) =
+                        catalog.get(&format!("/api/v1/catalog?q={prefix}")).await;
+                    reads.fetch_add(1, Ordering::Relaxed);
+                    assert_eq!(status, StatusCode::OK);
+                    let ids: Vec<&str> = listed["items"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .filter_map(|item| item["id"].as_str())
+                        .collect();
+                    for (n, id) in stable.iter().enumerate() {
+                        if ids.contains(&id.as_str()) {
+                            seen[n].store(true, Ordering::SeqCst);
+                        } else if known[n] {
+                            violations
+                                .push(format!("{id}: missing from the list after it was served"));
+                        }
+                    }
+                }
+                violations
+            })
+        })
+        .collect();
+
+    // Publish the stable items one by one; between them, publish and delete
+    // another item, so the catalog changes under the readers all the time.
+    for (n, id) in stable.iter().enumerate() {
+        catalog
+            .upload(&format!("it/{id}.yaml"), &item(id, "1.0.0"))
+            .await;
+        let churn = format!("{prefix}-c{n}");
+        let churn_key = format!("it/{churn}.yaml");
+        catalog.upload(&churn_key, &item(&churn, "1.0.0")).await;
+        catalog.delete(&churn_key).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    done.store(true, Ordering::SeqCst);
+
+    let mut violations = Vec::new();
+    for reader in readers {
+        violations.extend(reader.await.expect("a reader"));
+    }
+    assert!(violations.is_empty(), "{violations:#?}");
+    assert!(
+        seen.iter().all(|s| s.load(Ordering::SeqCst)),
+        "every stable item was served"
+    );
+    let instances = catalog_instances();
+    assert!(
+        instances >= 3,
+        "only {instances} catalog-api instances served {} reads",
+        reads.load(Ordering::Relaxed)
+    );
+}

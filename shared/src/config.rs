@@ -53,7 +53,6 @@ pub struct CatalogConfig {
     pub catalog_bucket: String,
     /// Members may refresh the catalog and see every item.
     pub admin_group: String,
-    pub cache_ttl_seconds: u64,
 }
 
 impl CatalogConfig {
@@ -66,7 +65,6 @@ impl CatalogConfig {
             catalog_table: env.required("PAO_CATALOG_TABLE")?,
             catalog_bucket: env.required("PAO_CATALOG_BUCKET")?,
             admin_group: env.or("PAO_ADMIN_GROUP", "pao-admins"),
-            cache_ttl_seconds: env.number("PAO_CATALOG_CACHE_TTL_SECONDS", 30)?,
         })
     }
 }
@@ -132,13 +130,9 @@ mod tests {
         ])))
         .unwrap();
         assert_eq!(config.admin_group, "pao-admins");
-        assert_eq!(config.cache_ttl_seconds, 30);
-        let err = CatalogConfig::from(&Env(lookup(&[
-            ("PAO_CATALOG_TABLE", "c"),
-            ("PAO_CATALOG_BUCKET", "b"),
-            ("PAO_CATALOG_CACHE_TTL_SECONDS", "soon"),
-        ])))
-        .unwrap_err();
+        let err = Env(lookup(&[("PAO_CATALOG_CACHE_TTL_SECONDS", "soon")]))
+            .number("PAO_CATALOG_CACHE_TTL_SECONDS", 30)
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "environment variable PAO_CATALOG_CACHE_TTL_SECONDS has an invalid value: `soon` is not a whole number"

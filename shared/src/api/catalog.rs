@@ -1,10 +1,14 @@
 //! The catalog API: browse the published catalog, an item, its form, its
 //! last validation report, and (admins) rebuild the index from the bucket.
 //! Items restricted to groups are invisible — 404, not 403 — to others.
-//! Reads are served from an in-process cache with a TTL.
+//!
+//! Reads are served from an in-process copy of the catalog that is checked
+//! against the catalog's generation on every request (one small consistent
+//! read), so no instance ever answers from a catalog older than one another
+//! instance has already answered from: an item that was served never goes
+//! back to 404, and the list and the item routes always agree.
 
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -30,30 +34,32 @@ pub struct CatalogApi {
     admin_group: String,
 }
 
-/// The published catalog, held for `ttl` after it was read.
+/// Reads of the whole catalog made while it kept changing, before one is
+/// served uncached.
+const SNAPSHOT_ATTEMPTS: usize = 3;
+
+/// The published catalog as it was at one generation.
+#[derive(Default)]
 struct Cache {
-    ttl: Duration,
-    entry: RwLock<Option<(Instant, Arc<Vec<PublishedItem>>)>>,
+    entry: RwLock<Option<(u64, Arc<Vec<PublishedItem>>)>>,
 }
 
 impl Cache {
-    fn fresh(&self) -> Option<Arc<Vec<PublishedItem>>> {
+    fn at(&self, generation: u64) -> Option<Arc<Vec<PublishedItem>>> {
         let entry = self.entry.read().ok()?;
-        let (read_at, items) = entry.as_ref()?;
-        (read_at.elapsed() < self.ttl).then(|| Arc::clone(items))
+        let (cached, items) = entry.as_ref()?;
+        (*cached == generation).then(|| Arc::clone(items))
     }
 
-    fn put(&self, items: Vec<PublishedItem>) -> Arc<Vec<PublishedItem>> {
-        let items = Arc::new(items);
+    fn put(&self, generation: u64, items: Arc<Vec<PublishedItem>>) {
         if let Ok(mut entry) = self.entry.write() {
-            *entry = Some((Instant::now(), Arc::clone(&items)));
-        }
-        items
-    }
-
-    fn clear(&self) {
-        if let Ok(mut entry) = self.entry.write() {
-            *entry = None;
+            // Two requests may race to fill it: the newer generation stays.
+            if entry
+                .as_ref()
+                .is_none_or(|(cached, _)| *cached <= generation)
+            {
+                *entry = Some((generation, items));
+            }
         }
     }
 }
@@ -97,10 +103,7 @@ impl CatalogApi {
         Self {
             ingest: Ingest::new(source, Arc::clone(&store)),
             store,
-            cache: Cache {
-                ttl: Duration::from_secs(config.cache_ttl_seconds),
-                entry: RwLock::new(None),
-            },
+            cache: Cache::default(),
             auth,
             admin_group: config.admin_group.clone(),
         }
@@ -154,13 +157,37 @@ impl CatalogApi {
         item.visible_to(caller, &self.admin_group)
     }
 
+    /// The catalog as of now: the cached copy while its generation is
+    /// current, else a fresh read that is cached only if the generation
+    /// stood still while it was made (so it is exactly that generation).
     async fn catalog(&self) -> Result<Arc<Vec<PublishedItem>>, ApiError> {
-        if let Some(items) = self.cache.fresh() {
+        let mut generation = self.store.generation().await?;
+        if let Some(items) = self.cache.at(generation) {
             return Ok(items);
         }
-        let mut items = self.store.published().await?;
-        items.sort_by(|a, b| a.item.header.id.cmp(&b.item.header.id));
-        Ok(self.cache.put(items))
+        let mut attempts = 0;
+        loop {
+            let mut items = self.store.published().await?;
+            items.sort_by(|a, b| a.item.header.id.cmp(&b.item.header.id));
+            let items = Arc::new(items);
+            let after = self.store.generation().await?;
+            attempts += 1;
+            if after == generation {
+                self.cache.put(generation, Arc::clone(&items));
+                return Ok(items);
+            }
+            if attempts == SNAPSHOT_ATTEMPTS {
+                // Publishing without pause: this read holds everything
+                // published before it began, which is all a later read by
+                // any instance can be compared with. It is not cached.
+                tracing::info!(
+                    generation = after,
+                    "catalog changing during reads; served uncached"
+                );
+                return Ok(items);
+            }
+            generation = after;
+        }
     }
 
     async fn find(&self, caller: &Principal, item_id: &str) -> Result<PublishedItem, ApiError> {
@@ -305,7 +332,6 @@ impl CatalogApi {
             )));
         }
         let outcomes = self.ingest.rebuild().await?;
-        self.cache.clear();
         let count =
             |wanted: fn(&Ingested) -> bool| outcomes.iter().filter(|(_, o)| wanted(o)).count();
         let results: Vec<Value> = outcomes

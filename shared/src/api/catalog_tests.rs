@@ -49,15 +49,14 @@ struct World {
     ingest: Ingest,
 }
 
-/// An API whose cache holds the catalog for `ttl_seconds`, over an empty catalog.
-fn world_with_ttl(ttl_seconds: u64) -> World {
+/// An API over an empty catalog.
+fn empty_world() -> World {
     let bucket = Arc::new(Bucket::default());
     let table = Arc::new(Table::default());
     let config = CatalogConfig {
         catalog_table: "pao-catalog".to_string(),
         catalog_bucket: "pao-catalog".to_string(),
         admin_group: ADMIN_GROUP.to_string(),
-        cache_ttl_seconds: ttl_seconds,
     };
     World {
         api: CatalogApi::new(table.clone(), bucket.clone(), AuthMode::Dev, &config),
@@ -68,9 +67,9 @@ fn world_with_ttl(ttl_seconds: u64) -> World {
 }
 
 /// The demo item (open to all), the database (developers) and the pipeline
-/// (developers, data engineers), published; the cache holds them for 60 s.
+/// (developers, data engineers), published.
 async fn world() -> World {
-    let world = world_with_ttl(60);
+    let world = empty_world();
     world.upload("items/demo.yaml", DEMO).await;
     world.upload("items/rest-database.yaml", DATABASE).await;
     world
@@ -547,7 +546,7 @@ async fn refresh_is_for_admins_only() {
 
 #[tokio::test]
 async fn refresh_rebuilds_from_the_bucket_and_clears_the_cache() {
-    let world = world_with_ttl(60);
+    let world = empty_world();
     world.bucket.put("items/demo.yaml", DEMO, 100);
     world.bucket.put("items/rest-database.yaml", DATABASE, 100);
     world.bucket.put(
@@ -814,7 +813,7 @@ async fn an_unavailable_store_is_503_without_internal_detail() {
 
 #[tokio::test]
 async fn a_corrupt_record_is_500_without_internal_detail() {
-    let world = world_with_ttl(0);
+    let world = empty_world();
     world
         .table
         .fail_with(Some(StoreError::Corrupt(INTERNAL_DETAIL.to_string())));
@@ -828,34 +827,8 @@ async fn a_corrupt_record_is_500_without_internal_detail() {
 // ---------------------------------------------------------------- cache
 
 #[tokio::test]
-async fn with_a_ttl_a_published_change_is_not_seen_until_refresh() {
-    let world = world_with_ttl(60);
-    world.upload("items/demo.yaml", DEMO).await;
-    let (_, first) = get("/api/v1/catalog").send(&world.api).await;
-    assert_eq!(ids(&first), ["demo-item"]);
-
-    world.upload("items/rest-database.yaml", DATABASE).await;
-
-    let (_, cached) = get("/api/v1/catalog").send(&world.api).await;
-    assert_eq!(ids(&cached), ["demo-item"]);
-    let (status, _) = get("/api/v1/catalog/items/{item_id}")
-        .param("item_id", "rest-database")
-        .send(&world.api)
-        .await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "served from the cache");
-
-    let (status, _) = post("/api/v1/catalog/refresh")
-        .by(ADMIN)
-        .send(&world.api)
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    let (_, fresh) = get("/api/v1/catalog").send(&world.api).await;
-    assert_eq!(ids(&fresh), ["demo-item", "rest-database"]);
-}
-
-#[tokio::test]
-async fn with_a_zero_ttl_a_published_change_is_seen_at_once() {
-    let world = world_with_ttl(0);
+async fn a_published_change_is_seen_at_once_by_every_route() {
+    let world = empty_world();
     world.upload("items/demo.yaml", DEMO).await;
     let (_, first) = get("/api/v1/catalog").send(&world.api).await;
     assert_eq!(ids(&first), ["demo-item"]);
@@ -870,4 +843,69 @@ async fn with_a_zero_ttl_a_published_change_is_seen_at_once() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["version"], "2.2.0");
+}
+
+#[tokio::test]
+async fn the_catalog_is_read_once_per_generation() {
+    let world = empty_world();
+    world.upload("items/demo.yaml", DEMO).await;
+    for _ in 0..3 {
+        get("/api/v1/catalog").send(&world.api).await;
+        get("/api/v1/catalog/items/{item_id}")
+            .param("item_id", "demo-item")
+            .send(&world.api)
+            .await;
+    }
+    assert_eq!(world.table.scans(), 1, "five reads served from the copy");
+
+    world.upload("items/rest-database.yaml", DATABASE).await;
+    get("/api/v1/catalog").send(&world.api).await;
+    get("/api/v1/catalog").send(&world.api).await;
+
+    assert_eq!(
+        world.table.scans(),
+        2,
+        "one new read for the new generation"
+    );
+}
+
+#[tokio::test]
+async fn instances_over_one_store_never_answer_from_an_older_catalog() {
+    let world = empty_world();
+    let other = CatalogApi::new(
+        world.table.clone(),
+        world.bucket.clone(),
+        AuthMode::Dev,
+        &CatalogConfig {
+            catalog_table: "pao-catalog".to_string(),
+            catalog_bucket: "pao-catalog".to_string(),
+            admin_group: ADMIN_GROUP.to_string(),
+        },
+    );
+    world.upload("items/demo.yaml", DEMO).await;
+    // Both instances hold the one-item catalog.
+    assert_eq!(
+        ids(&get("/api/v1/catalog").send(&world.api).await.1),
+        ["demo-item"]
+    );
+    assert_eq!(
+        ids(&get("/api/v1/catalog").send(&other).await.1),
+        ["demo-item"]
+    );
+
+    world.upload("items/rest-database.yaml", DATABASE).await;
+    let (status, _) = get("/api/v1/catalog/items/{item_id}")
+        .param("item_id", "rest-database")
+        .send(&world.api)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The other instance, asked next, answers from the newer catalog too.
+    let (status, _) = get("/api/v1/catalog/items/{item_id}")
+        .param("item_id", "rest-database")
+        .send(&other)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, listed) = get("/api/v1/catalog").send(&other).await;
+    assert_eq!(ids(&listed), ["demo-item", "rest-database"]);
 }

@@ -3,7 +3,10 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 
 use crate::catalog::index::{
@@ -48,8 +51,9 @@ impl Probe for TableProbe {
 /// The catalog table: published items, validation reports, and which item
 /// each bucket file holds. Keys: `ITEM#<id>`/`PUBLISHED`, `ITEM#<id>`/`REPORT`,
 /// `SOURCE#<key>`/`STATE`, `ITEM#<id>`/`CONTENDERS` (files refused because
-/// another file held the id). Documents are stored as JSON text so the table
-/// never needs to know an item's shape.
+/// another file held the id), and `CATALOG`/`GENERATION`, the counter every
+/// publish and unpublish raises in the same transaction. Documents are stored
+/// as JSON text so the table never needs to know an item's shape.
 pub struct CatalogTable {
     client: Client,
     table: String,
@@ -59,6 +63,11 @@ const PUBLISHED: &str = "PUBLISHED";
 const REPORT: &str = "REPORT";
 const STATE: &str = "STATE";
 const CONTENDERS: &str = "CONTENDERS";
+const CATALOG: &str = "CATALOG";
+const GENERATION: &str = "GENERATION";
+/// Transactions touching the generation at once may cancel each other
+/// (`TransactionConflict`); the loser tries again this many times.
+const CONFLICT_ATTEMPTS: u32 = 5;
 
 impl CatalogTable {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
@@ -86,6 +95,84 @@ impl CatalogTable {
     }
 }
 
+impl CatalogTable {
+    /// Applies `change` and raises the generation, atomically. `false` when
+    /// the change's condition refused it (nothing was written).
+    async fn write_raising_generation(
+        &self,
+        change: TransactWriteItem,
+    ) -> Result<bool, StoreError> {
+        let raise = Update::builder()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(CATALOG.to_string()))
+            .key("sk", AttributeValue::S(GENERATION.to_string()))
+            .update_expression("ADD #n :one")
+            .expression_attribute_names("#n", "n")
+            .expression_attribute_values(":one", AttributeValue::N("1".to_string()))
+            .build()
+            .map_err(|err| StoreError::Corrupt(err.to_string()))?;
+        let raise = TransactWriteItem::builder().update(raise).build();
+        let mut attempt = 1;
+        loop {
+            let result = self
+                .client
+                .transact_write_items()
+                .transact_items(change.clone())
+                .transact_items(raise.clone())
+                .send()
+                .await;
+            match cancellation(&result) {
+                None => {
+                    return result
+                        .map(|_| true)
+                        .map_err(|err| super::unavailable(SERVICE, "TransactWriteItems", &err))
+                }
+                Some(Cancelled::Condition) => return Ok(false),
+                Some(Cancelled::Conflict) if attempt < CONFLICT_ATTEMPTS => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20 * u64::from(attempt)))
+                        .await;
+                    attempt += 1;
+                }
+                Some(Cancelled::Conflict) => {
+                    return Err(StoreError::Unavailable(
+                        "DynamoDB TransactWriteItems: the catalog changed concurrently; try again"
+                            .to_string(),
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// Why a transaction was cancelled, when it was.
+enum Cancelled {
+    /// Our own condition refused the change.
+    Condition,
+    /// Another transaction held an item: worth another try.
+    Conflict,
+}
+
+fn cancellation<T>(
+    result: &Result<T, SdkError<TransactWriteItemsError, HttpResponse>>,
+) -> Option<Cancelled> {
+    let Err(err) = result else { return None };
+    let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+        err.as_service_error()
+    else {
+        return None;
+    };
+    let codes: Vec<&str> = cancelled
+        .cancellation_reasons()
+        .iter()
+        .filter_map(|reason| reason.code())
+        .collect();
+    if codes.contains(&"ConditionalCheckFailed") {
+        Some(Cancelled::Condition)
+    } else {
+        Some(Cancelled::Conflict)
+    }
+}
+
 fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Result<String, StoreError> {
     item.get(name)
         .and_then(|value| value.as_s().ok())
@@ -106,6 +193,16 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
 
 #[async_trait]
 impl CatalogStore for CatalogTable {
+    async fn generation(&self) -> Result<u64, StoreError> {
+        let Some(item) = self.get(CATALOG.to_string(), GENERATION).await? else {
+            return Ok(0);
+        };
+        item.get("n")
+            .and_then(|n| n.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| StoreError::Corrupt("the catalog generation is not a number".into()))
+    }
+
     async fn published(&self) -> Result<Vec<PublishedItem>, StoreError> {
         let mut pages = self
             .client
@@ -135,9 +232,7 @@ impl CatalogStore for CatalogTable {
 
     async fn publish(&self, published: &PublishedItem) -> Result<PublishOutcome, StoreError> {
         let item_id = &published.item.header.id;
-        let result = self
-            .client
-            .put_item()
+        let put = Put::builder()
             .table_name(&self.table)
             .item("pk", AttributeValue::S(format!("ITEM#{item_id}")))
             .item("sk", AttributeValue::S(PUBLISHED.to_string()))
@@ -162,19 +257,19 @@ impl CatalogStore for CatalogTable {
                 ":modified",
                 AttributeValue::N(published.source_modified.to_string()),
             )
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(PublishOutcome::Published),
-            Err(err) if super::is_condition_failure(&err) => {
-                match self.published_item(item_id).await? {
-                    Some(current) if current.source_key != published.source_key => {
-                        Ok(PublishOutcome::OwnedBy(current.source_key))
-                    }
-                    _ => Ok(PublishOutcome::Stale),
-                }
+            .build()
+            .map_err(|err| StoreError::Corrupt(err.to_string()))?;
+        if self
+            .write_raising_generation(TransactWriteItem::builder().put(put).build())
+            .await?
+        {
+            return Ok(PublishOutcome::Published);
+        }
+        match self.published_item(item_id).await? {
+            Some(current) if current.source_key != published.source_key => {
+                Ok(PublishOutcome::OwnedBy(current.source_key))
             }
-            Err(err) => Err(super::unavailable(SERVICE, "PutItem", &err)),
+            _ => Ok(PublishOutcome::Stale),
         }
     }
 
@@ -184,9 +279,7 @@ impl CatalogStore for CatalogTable {
         source_key: &str,
         modified_before: i64,
     ) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .delete_item()
+        let delete = Delete::builder()
             .table_name(&self.table)
             .key("pk", AttributeValue::S(format!("ITEM#{item_id}")))
             .key("sk", AttributeValue::S(PUBLISHED.to_string()))
@@ -196,14 +289,13 @@ impl CatalogStore for CatalogTable {
                 ":modified",
                 AttributeValue::N(modified_before.to_string()),
             )
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Already gone, owned by another file, or replaced by a newer version.
-            Err(err) if super::is_condition_failure(&err) => Ok(()),
-            Err(err) => Err(super::unavailable(SERVICE, "DeleteItem", &err)),
-        }
+            .build()
+            .map_err(|err| StoreError::Corrupt(err.to_string()))?;
+        // Refused by its condition: already gone, owned by another file, or
+        // replaced by a newer version. Either way nothing is left to do.
+        self.write_raising_generation(TransactWriteItem::builder().delete(delete).build())
+            .await
+            .map(|_| ())
     }
 
     async fn report(&self, item_id: &str) -> Result<Option<ValidationReport>, StoreError> {

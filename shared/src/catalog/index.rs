@@ -49,6 +49,34 @@ pub struct ValidationReport {
     pub source_modified: i64,
     pub checked_at: String,
     pub errors: Vec<Diagnostic>,
+    /// What the catalog serves for the item after this upload: the upload
+    /// itself when it was valid, the last good version when it was refused,
+    /// nothing when no version was ever published.
+    #[serde(default)]
+    pub live: Option<LiveVersion>,
+    /// One sentence for people: what happened to the upload and what is live.
+    #[serde(default)]
+    pub summary: String,
+}
+
+/// The published version of an item, as a report names it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveVersion {
+    pub version: String,
+    pub source_key: String,
+    pub content_hash: String,
+    pub published_at: String,
+}
+
+impl LiveVersion {
+    fn of(published: &PublishedItem) -> Self {
+        Self {
+            version: published.item.header.version.clone(),
+            source_key: published.source_key.clone(),
+            content_hash: published.content_hash.clone(),
+            published_at: published.published_at.clone(),
+        }
+    }
 }
 
 /// A catalog file as the bucket holds it now.
@@ -103,13 +131,21 @@ pub trait CatalogSource: Send + Sync {
 /// Where the published catalog and the reports live.
 #[async_trait]
 pub trait CatalogStore: Send + Sync {
+    /// The catalog's generation: every publish and unpublish raises it in the
+    /// same atomic write as the change, so a copy of [`published`] read
+    /// while the generation stood still is exactly the catalog at that
+    /// generation. Read consistently.
+    ///
+    /// [`published`]: CatalogStore::published
+    async fn generation(&self) -> Result<u64, StoreError>;
     async fn published(&self) -> Result<Vec<PublishedItem>, StoreError>;
     async fn published_item(&self, item_id: &str) -> Result<Option<PublishedItem>, StoreError>;
     /// Publishes unless the id belongs to another file or a version at least
-    /// as new is published.
+    /// as new is published, raising the generation with it.
     async fn publish(&self, item: &PublishedItem) -> Result<PublishOutcome, StoreError>;
     /// Unpublishes `item_id` if it still comes from `source_key` and from a
-    /// version no newer than `modified_before` (ms; `i64::MAX` for any).
+    /// version no newer than `modified_before` (ms; `i64::MAX` for any),
+    /// raising the generation with it.
     async fn unpublish(
         &self,
         item_id: &str,
@@ -216,25 +252,7 @@ impl Ingest {
         let checked_at = now();
         let valid = match validate_file(key, &object.bytes) {
             Ok(valid) => valid,
-            Err(errors) => {
-                let item_id = claimed_id(&object.bytes);
-                let count = errors.len();
-                tracing::warn!(
-                    key,
-                    item_id = item_id.as_deref(),
-                    errors = count,
-                    "catalog file rejected"
-                );
-                if let Some(item_id) = &item_id {
-                    let hash = super::validate::content_hash(&object.bytes);
-                    self.report(item_id, key, &object, &hash, &checked_at, errors)
-                        .await?;
-                }
-                return Ok(Ingested::Rejected {
-                    item_id,
-                    errors: count,
-                });
-            }
+            Err(errors) => return self.reject(key, previous, &object, errors).await,
         };
         let item_id = valid.item.header.id.clone();
         let hash = valid.content_hash.clone();
@@ -303,6 +321,44 @@ impl Ingest {
             return Box::pin(self.sync_key(key)).await;
         }
         Ok(outcome)
+    }
+
+    /// A file that failed validation: nothing is published, and its report is
+    /// filed where the team will look for it — under the id the file claims
+    /// (readable even from a file that does not parse), else under the item
+    /// the file held before, else under an id made from its file name.
+    async fn reject(
+        &self,
+        key: &str,
+        previous: Option<String>,
+        object: &SourceObject,
+        errors: Vec<Diagnostic>,
+    ) -> Result<Ingested, StoreError> {
+        let claimed = claimed_id(&object.bytes);
+        let (report_id, found_by) = match (claimed, previous) {
+            (Some(id), _) => (Some(id), "the file"),
+            (None, Some(id)) => (Some(id), "the item the file held before"),
+            (None, None) => (id_from_key(key), "the file name"),
+        };
+        let count = errors.len();
+        let first = errors.first().map(ToString::to_string);
+        tracing::warn!(
+            key,
+            item_id = report_id.as_deref(),
+            id_from = found_by,
+            errors = count,
+            first_error = first.as_deref(),
+            "catalog file rejected"
+        );
+        if let Some(item_id) = &report_id {
+            let hash = super::validate::content_hash(&object.bytes);
+            self.report(item_id, key, object, &hash, &now(), errors)
+                .await?;
+        }
+        Ok(Ingested::Rejected {
+            item_id: report_id,
+            errors: count,
+        })
     }
 
     /// Whether `key` still holds the content hashed `hash` (`None`: whether
@@ -386,6 +442,12 @@ impl Ingest {
         checked_at: &str,
         errors: Vec<Diagnostic>,
     ) -> Result<(), StoreError> {
+        let live = self
+            .store
+            .published_item(item_id)
+            .await?
+            .map(|published| LiveVersion::of(&published));
+        let summary = summary(item_id, key, errors.len(), live.as_ref(), content_hash);
         self.store
             .save_report(&ValidationReport {
                 item_id: item_id.to_string(),
@@ -399,6 +461,8 @@ impl Ingest {
                 source_modified: object.modified,
                 checked_at: checked_at.to_string(),
                 errors,
+                live,
+                summary,
             })
             .await
     }
@@ -430,11 +494,99 @@ impl Ingest {
     }
 }
 
+/// What a report says in one sentence.
+fn summary(
+    item_id: &str,
+    key: &str,
+    errors: usize,
+    live: Option<&LiveVersion>,
+    content_hash: &str,
+) -> String {
+    let refused = match errors {
+        0 => String::new(),
+        1 => format!("The upload of {key} was refused (1 error); "),
+        n => format!("The upload of {key} was refused ({n} errors); "),
+    };
+    match live {
+        Some(live) if errors == 0 && live.content_hash == content_hash => {
+            format!(
+                "{key} is valid and live: `{item_id}` version {}.",
+                live.version
+            )
+        }
+        Some(live) if errors == 0 => format!(
+            "{key} is valid; `{item_id}` version {} from {} stays live.",
+            live.version, live.source_key
+        ),
+        Some(live) => format!(
+            "{refused}`{item_id}` version {} from {} (published {}) stays live.",
+            live.version, live.source_key, live.published_at
+        ),
+        None if errors == 0 => format!("{key} is valid; `{item_id}` is not published."),
+        None => format!("{refused}no version of `{item_id}` is published."),
+    }
+}
+
 /// The id an invalid file claims, so its report can be found by item id.
+/// A file that does not parse as YAML may still name its id plainly: the
+/// `id:` line of its top-level `header:` block is read as text.
 fn claimed_id(bytes: &[u8]) -> Option<String> {
-    let document = source::parse(bytes, &Limits::default()).ok()?;
-    let id = document.value.pointer("/header/id")?.as_str()?;
-    super::item::is_item_id(id).then(|| id.to_string())
+    let id = match source::parse(bytes, &Limits::default()) {
+        Ok(document) => document.value.pointer("/header/id")?.as_str()?.to_string(),
+        Err(_) => header_id_line(bytes)?,
+    };
+    super::item::is_item_id(&id).then_some(id)
+}
+
+/// The value of `id:` directly under the top-level `header:` block, read
+/// line by line.
+fn header_id_line(bytes: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(Limits::default().max_bytes)]);
+    let mut in_header = false;
+    let mut header_indent = None;
+    for line in text.lines() {
+        let content = line.split(" #").next().unwrap_or_default().trim_end();
+        let body = content.trim_start();
+        if body.is_empty() || body.starts_with('#') {
+            continue;
+        }
+        let indent = content.len() - body.len();
+        if indent == 0 {
+            in_header = content == "header:";
+            header_indent = None;
+            continue;
+        }
+        if !in_header || *header_indent.get_or_insert(indent) != indent {
+            continue;
+        }
+        if let Some(value) = body.strip_prefix("id:") {
+            let value = value.trim().trim_matches(|c| c == '"' || c == '\'');
+            return Some(value.to_string());
+        }
+    }
+    None
+}
+
+/// An item id made from a file's name (`items/My_Service.yaml` →
+/// `my-service`), for the report of a file whose id cannot be read.
+fn id_from_key(key: &str) -> Option<String> {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    let stem = name
+        .strip_suffix(".yaml")
+        .or_else(|| name.strip_suffix(".yml"))
+        .unwrap_or(name);
+    let mut id = String::new();
+    for c in stem.chars().map(|c| c.to_ascii_lowercase()) {
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            id.push(c);
+        } else if !id.is_empty() && !id.ends_with('-') {
+            id.push('-');
+        }
+    }
+    let id = id.trim_matches('-');
+    let id: String = id.chars().take(63).collect();
+    let id = id.trim_end_matches('-').to_string();
+    super::item::is_item_id(&id).then_some(id)
 }
 
 #[cfg(test)]

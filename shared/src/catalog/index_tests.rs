@@ -196,19 +196,165 @@ async fn an_invalid_first_upload_is_reported_under_the_id_it_claims_and_publishe
 }
 
 #[tokio::test]
-async fn an_invalid_file_without_a_readable_id_is_rejected_without_a_report() {
+async fn a_file_without_a_readable_id_is_reported_under_its_file_name() {
     let h = harness();
 
-    let outcome = h.upload("items/junk.yaml", "header: [unclosed", 100).await;
+    let outcome = h
+        .upload("items/Junk_File.yaml", "header: [unclosed", 100)
+        .await;
 
     assert_eq!(
         outcome,
         Ingested::Rejected {
-            item_id: None,
+            item_id: Some("junk-file".to_string()),
             errors: 1
         }
     );
-    assert_eq!(h.table.snapshot(), CatalogState::default());
+    assert!(h.table.published_ids().is_empty());
+    let report = h.table.report_now("junk-file").unwrap();
+    assert_eq!(report.status, ReportStatus::Invalid);
+    assert_eq!(report.source_key, "items/Junk_File.yaml");
+    assert_eq!(report.errors.len(), 1);
+    assert_eq!(report.errors[0].file, "items/Junk_File.yaml");
+    assert_eq!(report.errors[0].line, 1);
+    assert_eq!(report.live, None);
+    assert_eq!(
+        report.summary,
+        "The upload of items/Junk_File.yaml was refused (1 error); no version of `junk-file` is published."
+    );
+}
+
+/// The demo item with a YAML syntax error on line 14 (an unclosed flow
+/// sequence), so it cannot be parsed at all.
+fn unparseable(id: &str) -> String {
+    item(id, "2.0.0").replace("label: Name", "label: [Name")
+}
+
+#[tokio::test]
+async fn an_unparseable_upload_is_reported_under_the_id_its_header_names() {
+    let h = harness();
+
+    let outcome = h
+        .upload("items/other-name.yaml", &unparseable("new-item"), 100)
+        .await;
+
+    assert_eq!(
+        outcome,
+        Ingested::Rejected {
+            item_id: Some("new-item".to_string()),
+            errors: 1
+        }
+    );
+    let report = h.table.report_now("new-item").unwrap();
+    assert_eq!(report.status, ReportStatus::Invalid);
+    assert_eq!(report.errors[0].file, "items/other-name.yaml");
+    assert!(report.errors[0].line >= 14, "{:?}", report.errors[0]);
+}
+
+#[tokio::test]
+async fn an_unparseable_replacement_of_a_published_item_says_which_version_stays_live() {
+    let h = harness();
+    let good = item("demo-item", "1.0.0");
+    h.upload("items/demo.yaml", &good, 100).await;
+
+    let outcome = h
+        .upload("items/demo.yaml", &unparseable("demo-item"), 200)
+        .await;
+
+    assert_eq!(
+        outcome,
+        Ingested::Rejected {
+            item_id: Some("demo-item".to_string()),
+            errors: 1
+        }
+    );
+    let live = h.table.published_now("demo-item").unwrap();
+    assert_eq!(live.content_hash, content_hash(good.as_bytes()));
+    let report = h.table.report_now("demo-item").unwrap();
+    assert_eq!(report.status, ReportStatus::Invalid);
+    assert_eq!(report.source_modified, 200);
+    assert_eq!(
+        report.content_hash,
+        content_hash(unparseable("demo-item").as_bytes())
+    );
+    let kept = report.live.as_ref().unwrap();
+    assert_eq!(kept.version, "1.0.0");
+    assert_eq!(kept.content_hash, live.content_hash);
+    assert!(
+        report
+            .summary
+            .starts_with("The upload of items/demo.yaml was refused (1 error); `demo-item` version 1.0.0 from items/demo.yaml (published "),
+        "{}",
+        report.summary
+    );
+}
+
+#[tokio::test]
+async fn a_replacement_whose_id_cannot_be_read_is_reported_under_the_item_the_file_held() {
+    let h = harness();
+    h.upload("items/demo.yaml", &item("demo-item", "1.0.0"), 100)
+        .await;
+
+    let outcome = h.upload("items/demo.yaml", "\u{0}not: [yaml", 200).await;
+
+    assert_eq!(
+        outcome,
+        Ingested::Rejected {
+            item_id: Some("demo-item".to_string()),
+            errors: 1
+        }
+    );
+    let report = h.table.report_now("demo-item").unwrap();
+    assert_eq!(report.status, ReportStatus::Invalid);
+    assert_eq!(report.live.unwrap().version, "1.0.0");
+}
+
+#[tokio::test]
+async fn bytes_that_are_not_utf8_are_reported_with_their_line() {
+    let h = harness();
+    let mut bytes = item("demo-item", "1.0.0").into_bytes();
+    let at = bytes.len() - 10;
+    bytes[at] = 0xff;
+    h.bucket.put("items/demo.yaml", &bytes, 100);
+
+    let outcome = h.sync("items/demo.yaml").await;
+
+    assert!(
+        matches!(outcome, Ingested::Rejected { item_id: Some(ref id), .. } if id == "demo-item")
+    );
+    let report = h.table.report_now("demo-item").unwrap();
+    assert_eq!(report.errors[0].message, "the file is not valid UTF-8");
+    assert!(report.errors[0].line > 1);
+}
+
+#[test]
+fn the_header_id_is_read_from_text_that_does_not_parse() {
+    let text = "# a comment\nheader:\n  name: x\n  access:\n    id: inner\n  id: \"my-item\" # why\npresentation: [\n";
+    assert_eq!(header_id_line(text.as_bytes()).as_deref(), Some("my-item"));
+    assert_eq!(header_id_line(b"other:\n  id: nope\n"), None);
+    assert_eq!(
+        header_id_line(b"header:\n  access:\n    id: deeper\n"),
+        None
+    );
+}
+
+#[test]
+fn file_names_become_item_ids() {
+    assert_eq!(
+        id_from_key("items/My_Service.yaml").as_deref(),
+        Some("my-service")
+    );
+    assert_eq!(
+        id_from_key("a/b/eks-app-stack.yml").as_deref(),
+        Some("eks-app-stack")
+    );
+    assert_eq!(id_from_key("items/--x--.yaml").as_deref(), Some("x"));
+    assert_eq!(
+        id_from_key("items/123.yaml"),
+        None,
+        "an id starts with a letter"
+    );
+    assert_eq!(id_from_key("items/___.yaml"), None);
 }
 
 #[tokio::test]
@@ -438,10 +584,19 @@ async fn an_oversized_object_is_rejected_and_the_published_version_stays() {
     assert_eq!(
         outcome,
         Ingested::Rejected {
-            item_id: None,
+            item_id: Some("demo-item".to_string()),
             errors: 1
         }
     );
+    let report = h.table.report_now("demo-item").unwrap();
+    assert!(
+        report.errors[0]
+            .message
+            .contains("a catalog item may be at most 262144 bytes"),
+        "{}",
+        report.errors[0].message
+    );
+    assert_eq!(report.live.as_ref().unwrap().version, "1.0.0");
     let live = h.table.published_now("demo-item").unwrap();
     assert_eq!(live.content_hash, content_hash(good.as_bytes()));
     assert_eq!(live.item.header.version, "1.0.0");

@@ -55,12 +55,15 @@ pub struct CatalogState {
     /// Source key → (the item id the file holds, its modification time).
     pub sources: HashMap<String, (String, i64)>,
     pub contenders: HashMap<String, BTreeSet<String>>,
+    pub generation: u64,
 }
 
 #[derive(Default)]
 pub struct MemoryCatalog {
     state: Mutex<CatalogState>,
     failure: Mutex<Option<StoreError>>,
+    /// How often the whole published catalog was read.
+    scans: std::sync::atomic::AtomicUsize,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -73,6 +76,11 @@ impl MemoryCatalog {
     /// Makes every call fail with `failure` (or succeed again with `None`).
     pub fn fail_with(&self, failure: Option<StoreError>) {
         *lock(&self.failure) = failure;
+    }
+
+    /// How often the whole published catalog was read.
+    pub fn scans(&self) -> usize {
+        self.scans.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn snapshot(&self) -> CatalogState {
@@ -89,7 +97,13 @@ impl MemoryCatalog {
 
 #[async_trait]
 impl CatalogStore for MemoryCatalog {
+    async fn generation(&self) -> Result<u64, StoreError> {
+        Ok(self.reachable()?.generation)
+    }
+
     async fn published(&self) -> Result<Vec<PublishedItem>, StoreError> {
+        self.scans
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(self.reachable()?.published.values().cloned().collect())
     }
 
@@ -112,6 +126,7 @@ impl CatalogStore for MemoryCatalog {
         };
         if outcome == PublishOutcome::Published {
             state.published.insert(id, item.clone());
+            state.generation += 1;
         }
         Ok(outcome)
     }
@@ -129,6 +144,7 @@ impl CatalogStore for MemoryCatalog {
             .is_some_and(|p| p.source_key == source_key && p.source_modified <= modified_before);
         if ours {
             state.published.remove(item_id);
+            state.generation += 1;
         }
         Ok(())
     }
