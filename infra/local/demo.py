@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import os
+import subprocess
 import sys
 import time
 import urllib.error
@@ -101,14 +102,20 @@ def jira_webhook(api: Api, secret: str, key: str, status: str, category: str, re
     return answer
 
 
+# Typed into a password field: it must end up in Secrets Manager and nowhere
+# else, the stack's logs included (checked at the end).
+DEMO_PASSWORD = "a long demo passphrase"
+
+
 def main() -> int:
-    env = load_env(os.environ.get("PAO_STACK", "dev"))
+    stack = os.environ.get("PAO_STACK", "dev")
+    env = load_env(stack)
     api = Api(env["PAO_API_URL"])
 
     print("1. automated: a PostgreSQL database from the rest-database item")
     request_id = submit(api, "rest-database", {
         "db_name": "orders", "engine": "postgres", "environment": "dev", "plan": "small",
-        "admin_username": "app_admin", "storage_gb": 20, "admin_password": "a long demo passphrase",
+        "admin_username": "app_admin", "storage_gb": 20, "admin_password": DEMO_PASSWORD,
     })
     done = follow(api, request_id, {"Completed", "Failed"})
     database = next((a for a in done["actions"] if a["id"] == "database"), {})
@@ -148,7 +155,11 @@ def main() -> int:
     with urllib.request.urlopen(f"{env['PAO_FAKE_URL']}/_calls", timeout=10) as response:
         for call in json.load(response)["calls"][-6:]:
             print(f"  {call['at']}  {call['method']:<6} {call['path']} -> {call['status']}")
-    return 0
+
+    print("\nsecrets in the stack's logs:")
+    check = subprocess.run([sys.executable, str(Path(__file__).with_name("check_logs.py")),
+                            "--name", stack, "--secret", f"admin_password={DEMO_PASSWORD}"])
+    return check.returncode
 
 
 if __name__ == "__main__":

@@ -177,6 +177,11 @@ class Stack:
         concurrency = os.environ.get("PAO_LAMBDA_CONCURRENCY", "8")
         watch_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         watch_env.update(function_env)
+        # cargo lambda watch's process supervisor (watchexec) logs every
+        # command it spawns at info, with the whole environment: the
+        # functions' secrets among it. Its own log stays at warn; the
+        # functions still get RUST_LOG from the env file.
+        watch_env["RUST_LOG"] = f"{function_env.get('RUST_LOG', 'info')},watchexec=warn,watchexec_supervisor=warn"
         self.start("functions", [
             str(VENV_BIN / "cargo-lambda"), "lambda", "watch", "--ignore-changes",
             "--invoke-address", "127.0.0.1", "--invoke-port", str(ports.lambda_),

@@ -130,12 +130,12 @@ mod tests {
         ])))
         .unwrap();
         assert_eq!(config.admin_group, "pao-admins");
-        let err = Env(lookup(&[("PAO_CATALOG_CACHE_TTL_SECONDS", "soon")]))
-            .number("PAO_CATALOG_CACHE_TTL_SECONDS", 30)
+        let err = Env(lookup(&[("PAO_EXAMPLE_SECONDS", "soon")]))
+            .number("PAO_EXAMPLE_SECONDS", 30)
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "environment variable PAO_CATALOG_CACHE_TTL_SECONDS has an invalid value: `soon` is not a whole number"
+            "environment variable PAO_EXAMPLE_SECONDS has an invalid value: `soon` is not a whole number"
         );
     }
 

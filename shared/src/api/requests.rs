@@ -96,7 +96,6 @@ impl RequestsApi {
         let state_machine = env.required("PAO_FULFILLMENT_STATE_MACHINE_ARN")?;
         let admin_group = env.or("PAO_ADMIN_GROUP", "pao-admins");
         let service_group = env.or("PAO_SERVICE_GROUP", "services");
-        let item_ttl = env.number("PAO_CATALOG_CACHE_TTL_SECONDS", 30)?;
         let auth = AuthMode::from_env()?;
         let sdk = crate::aws::sdk_config().await;
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
@@ -109,8 +108,7 @@ impl RequestsApi {
                 state_machine,
             )),
             admin_group,
-        )
-        .with_item_cache(std::time::Duration::from_secs(item_ttl));
+        );
         let jira_secret = env.or("PAO_JIRA_WEBHOOK_SECRET", "");
         // Empty turns the webhook off; a short secret would be guessable.
         if (1..MIN_WEBHOOK_SECRET).contains(&jira_secret.len()) {

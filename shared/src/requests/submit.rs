@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use jsonschema::Validator;
 use serde_json::{json, Value};
@@ -70,9 +69,11 @@ pub struct Requests {
     admin_group: String,
     /// Compiled form validators by item content hash.
     validators: Mutex<HashMap<String, Arc<Validator>>>,
-    /// Published items as last read, by id, kept for `item_ttl`.
-    items: Mutex<HashMap<String, (Instant, Option<PublishedItem>)>>,
-    item_ttl: Duration,
+    /// Published items as last read, by id, with the catalog generation they
+    /// were read at: used while that generation stands, as the catalog API
+    /// does, so a submission is never checked against an older version than
+    /// the form the catalog served.
+    items: Mutex<HashMap<String, (u64, PublishedItem)>>,
 }
 
 impl Requests {
@@ -91,15 +92,7 @@ impl Requests {
             admin_group: admin_group.into(),
             validators: Mutex::new(HashMap::new()),
             items: Mutex::new(HashMap::new()),
-            item_ttl: Duration::ZERO,
         }
-    }
-
-    /// Keeps published items in process for `ttl`, as the catalog API does:
-    /// a new version is requestable at most `ttl` after it is published.
-    pub fn with_item_cache(mut self, ttl: Duration) -> Self {
-        self.item_ttl = ttl;
-        self
     }
 
     pub fn is_admin(&self, caller: &Principal) -> bool {
@@ -286,24 +279,25 @@ impl Requests {
     }
 
     async fn published(&self, item_id: &str) -> Result<Option<PublishedItem>, StoreError> {
+        if !is_item_id(item_id) {
+            return Ok(None);
+        }
+        let generation = self.catalog.generation().await?;
         let cached = {
             let items = self.items.lock().unwrap_or_else(|p| p.into_inner());
             items
                 .get(item_id)
-                .filter(|(read_at, _)| read_at.elapsed() < self.item_ttl)
+                .filter(|(read_at, _)| *read_at == generation)
                 .map(|(_, item)| item.clone())
         };
         if let Some(item) = cached {
-            return Ok(item);
-        }
-        if !is_item_id(item_id) {
-            return Ok(None);
+            return Ok(Some(item));
         }
         let item = self.catalog.published_item(item_id).await?;
         // Only items are kept: misses would let callers grow the cache.
-        if item.is_some() && !self.item_ttl.is_zero() {
+        if let Some(item) = &item {
             let mut items = self.items.lock().unwrap_or_else(|p| p.into_inner());
-            items.insert(item_id.to_string(), (Instant::now(), item.clone()));
+            items.insert(item_id.to_string(), (generation, item.clone()));
         }
         Ok(item)
     }
