@@ -5,7 +5,7 @@ PYTHON := .venv/bin/python
 STACK := $(PYTHON) infra/local/stack.py
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help install up down dev test fmt clippy unit templates integration bench load demo
+.PHONY: help install up down dev test fmt clippy unit templates forms integration bench load demo
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -22,7 +22,7 @@ down: ## stop everything `make up` started
 dev: install ## up, follow the logs until Ctrl-C, then down
 	@$(STACK) dev
 
-test: install fmt clippy unit templates integration ## every check of the project
+test: install fmt clippy unit templates forms integration ## every check of the project
 
 fmt: ## formatting
 	cargo fmt --all --check
@@ -37,6 +37,9 @@ templates: install ## SAM template (lint and schema) and every ASL file
 	.venv/bin/sam validate --lint
 	.venv/bin/sam validate --region us-east-1
 	infra/node_modules/.bin/asl-validator $(addprefix --json-path ,$(wildcard statemachines/*.asl.json))
+
+forms: install ## the portal's validator accepts and refuses each form case as the requests API does
+	node --test catalog/portal/
 
 integration: install ## integration tests on a local stack of their own
 	@infra/local/integration.sh

@@ -1,9 +1,10 @@
 //! The form of a catalog item: the JSON Schema (draft 2020-12) a submission
 //! must satisfy, and the react-jsonschema-form `uiSchema` that lays it out.
 //! Backstage and an RJSF portal render the pair; the requests API validates
-//! submissions against the same schema, so what the portal lets through and
-//! what the API accepts cannot drift apart. Owns how each field type, bound
-//! and `show_if` maps to JSON Schema, and the presentation order.
+//! submissions against the same schema, with the same definition of each
+//! `format` ([`formats`]), so what the portal lets through and what the API
+//! accepts cannot drift apart. Owns how each field type, bound and `show_if`
+//! maps to JSON Schema, and the presentation order.
 
 use std::collections::HashSet;
 
@@ -12,10 +13,22 @@ use serde_json::{json, Map, Number, Value};
 
 use super::item::{CatalogItem, Choice, Condition, Field, FieldType};
 
+pub mod formats;
+
 const DRAFT_2020_12: &str = "https://json-schema.org/draft/2020-12/schema";
 
 /// What RJSF adds around the base64 content of a file: `data:<mime>;name=<file>;base64,`.
 const DATA_URL_HEADER: u64 = 256;
+
+/// A `date-time` must end in a time zone: ajv-formats 2 lets one without it
+/// through, and a time without a zone means a different instant to each reader.
+pub const ZONED: &str = "(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$";
+
+/// A file's content must be base64, which `data-url` does not check. Written
+/// for the two engines that evaluate it (JavaScript's and fancy-regex) to
+/// agree: ASCII classes, `$` at the very end.
+pub const BASE64_CONTENT: &str =
+    ";base64,(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$";
 
 /// The rows of the text area for `json` and `yaml` fields.
 const CODE_ROWS: u64 = 8;
@@ -221,15 +234,20 @@ fn property(field: &Field) -> Value {
                 put("maxItems", max.into());
             }
         }
-        FieldType::Date => put_format(&mut put, "date"),
-        FieldType::Datetime => put_format(&mut put, "date-time"),
-        FieldType::Email => put_format(&mut put, "email"),
-        FieldType::Url => put_format(&mut put, "uri"),
+        FieldType::Date => put_format(&mut put, formats::DATE),
+        FieldType::Datetime => {
+            put_format(&mut put, formats::DATE_TIME);
+            put("pattern", ZONED.into());
+        }
+        FieldType::Email => put_format(&mut put, formats::EMAIL),
+        FieldType::Url => put_format(&mut put, formats::URI),
         FieldType::File => {
-            put_format(&mut put, "data-url");
-            // Base64 turns every 3 bytes into 4 characters. Only an upper
-            // bound fits: the header's length varies, so the requests API
-            // checks the decoded size itself.
+            put_format(&mut put, formats::DATA_URL);
+            put("pattern", BASE64_CONTENT.into());
+            // Base64 turns every 3 bytes into 4 characters. A length is all a
+            // schema can bound, and the header's length varies, so the bound
+            // is the data URL of `max` bytes under a header of up to
+            // DATA_URL_HEADER characters; both sides enforce exactly it.
             if let Some(bytes) = field.max.and_then(|max| count(max.floor())) {
                 let length = bytes
                     .div_ceil(3)
@@ -238,8 +256,8 @@ fn property(field: &Field) -> Value {
                 put("maxLength", length.into());
             }
         }
-        FieldType::Json => put_text(&mut put, "application/json"),
-        FieldType::Yaml => put_text(&mut put, "application/yaml"),
+        FieldType::Json => put_text(&mut put, formats::JSON, "application/json"),
+        FieldType::Yaml => put_text(&mut put, formats::YAML, "application/yaml"),
     }
     if field.kind.is_textual() {
         if let Some(pattern) = &field.pattern {
@@ -254,8 +272,10 @@ fn put_format(put: &mut impl FnMut(&str, Value), format: &str) {
     put("format", format.into());
 }
 
-fn put_text(put: &mut impl FnMut(&str, Value), media_type: &str) {
-    put("type", "string".into());
+/// Text in a language: `format` is what is checked (a validator only
+/// annotates `contentMediaType`), the media type says which language to tools.
+fn put_text(put: &mut impl FnMut(&str, Value), format: &str, media_type: &str) {
+    put_format(put, format);
     put("contentMediaType", media_type.into());
 }
 
@@ -497,7 +517,7 @@ mod tests {
             FieldType::Datetime => {
                 let (f, s) = base(
                     json!({}),
-                    json!({ "type": "string", "format": "date-time" }),
+                    json!({ "type": "string", "format": "date-time", "pattern": ZONED }),
                 );
                 (f, s, no_ui.clone())
             }
@@ -523,14 +543,15 @@ mod tests {
                 // ceil(1000 / 3) * 4 + 256
                 let (f, s) = base(
                     json!({ "max": 1000 }),
-                    json!({ "type": "string", "format": "data-url", "maxLength": 1592 }),
+                    json!({ "type": "string", "format": "data-url",
+                            "pattern": BASE64_CONTENT, "maxLength": 1592 }),
                 );
                 (f, s, no_ui.clone())
             }
             FieldType::Json => {
                 let (f, s) = base(
                     json!({ "default": { "a": 1 } }),
-                    json!({ "type": "string", "contentMediaType": "application/json",
+                    json!({ "type": "string", "format": "json", "contentMediaType": "application/json",
                             "default": "{\n  \"a\": 1\n}" }),
                 );
                 (
@@ -542,7 +563,7 @@ mod tests {
             FieldType::Yaml => {
                 let (f, s) = base(
                     json!({}),
-                    json!({ "type": "string", "contentMediaType": "application/yaml" }),
+                    json!({ "type": "string", "format": "yaml", "contentMediaType": "application/yaml" }),
                 );
                 (
                     f,

@@ -1,6 +1,8 @@
-//! A submission's fields checked against the item's form — the same JSON
-//! Schema the portal renders, conditions included — plus what a schema
-//! cannot say (JSON and YAML fields must parse). Errors name the field and
+//! A submission's fields checked against the item's form: the same JSON
+//! Schema the portal renders, conditions included, with each `format` it
+//! declares checked by the same definition as the portal's
+//! ([`formats`]). Nothing is checked that the schema does not declare, so
+//! the portal and the API refuse the same values. Errors name the field and
 //! never repeat the value: it may be a password.
 
 use jsonschema::error::ValidationErrorKind;
@@ -8,9 +10,8 @@ use jsonschema::{Draft, ValidationError, Validator};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::catalog::form::form;
+use crate::catalog::form::{form, formats, BASE64_CONTENT, ZONED};
 use crate::catalog::item::{CatalogItem, FieldType};
-use crate::catalog::source::{self, Limits};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
@@ -23,9 +24,16 @@ pub struct FieldError {
 
 /// The validator of an item's form, compiled once per item version.
 pub fn compile(item: &CatalogItem) -> Result<Validator, String> {
-    jsonschema::options()
+    let options = jsonschema::options()
         .with_draft(Draft::Draft202012)
         .should_validate_formats(true)
+        // A format without a definition here would pass on one side only.
+        .should_ignore_unknown_formats(false);
+    formats::ALL
+        .into_iter()
+        .fold(options, |options, (name, check)| {
+            options.with_format(name, check)
+        })
         .build(&form(item).schema)
         .map_err(|err| err.to_string())
 }
@@ -68,25 +76,6 @@ pub fn check(
         .iter_errors(fields)
         .flat_map(|e| explain(&e))
         .collect();
-    for field in &item.presentation.fields {
-        let Some(Value::String(text)) = values.get(&field.id) else {
-            continue;
-        };
-        let parses = match field.kind {
-            FieldType::Json => serde_json::from_str::<Value>(text).is_ok(),
-            FieldType::Yaml => {
-                source::parse_unlocated(text.as_bytes(), &Limits::default()).is_some()
-            }
-            _ => true,
-        };
-        if !parses {
-            errors.push(FieldError {
-                field: field.id.clone(),
-                path: format!("/{}", field.id),
-                message: format!("must be valid {}", field.kind.name().to_uppercase()),
-            });
-        }
-    }
     if errors.is_empty() {
         Ok(with_defaults(item, values))
     } else {
@@ -122,6 +111,12 @@ fn explain(error: &ValidationError<'_>) -> Vec<FieldError> {
                 .collect();
         }
         ValidationErrorKind::Type { kind } => format!("must be {}", type_words(kind)),
+        ValidationErrorKind::Pattern { pattern } if pattern == ZONED => {
+            "must end in a time zone (Z or ±HH:MM)".to_string()
+        }
+        ValidationErrorKind::Pattern { pattern } if pattern == BASE64_CONTENT => {
+            "must have base64 content".to_string()
+        }
         ValidationErrorKind::Pattern { .. } => "does not match the required pattern".to_string(),
         ValidationErrorKind::MinLength { limit } => format!("must be at least {limit} characters"),
         ValidationErrorKind::MaxLength { limit } => format!("must be at most {limit} characters"),
@@ -133,7 +128,9 @@ fn explain(error: &ValidationError<'_>) -> Vec<FieldError> {
         ValidationErrorKind::Enum { .. }
         | ValidationErrorKind::Constant { .. }
         | ValidationErrorKind::OneOfNotValid { .. } => "must be one of the options".to_string(),
-        ValidationErrorKind::Format { format } => format!("must be a valid {format}"),
+        ValidationErrorKind::Format { format } => {
+            format!("must be {}", formats::expectation(format))
+        }
         _ => "is not valid".to_string(),
     };
     vec![FieldError {
