@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Submission latency in process against a local stack of its own (free
+# Submission and catalog-read latency in process against a local stack of its own (free
 # ports, .local/bench), stopped again however the benchmark ends.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

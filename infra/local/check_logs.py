@@ -32,7 +32,8 @@ def secret_settings(functions_env: Path) -> dict[str, str]:
     return {
         name: value
         for name, value in settings.items()
-        if not name.startswith("AWS_")
+        # The list of secret names is not a secret.
+        if not name.startswith("AWS_") and name != "PAO_TEMPLATE_SECRETS"
         and (name in listed or any(word in name for word in SECRET_WORDS))
         and len(value) >= MIN_SECRET_CHARS
     }

@@ -103,7 +103,8 @@ class Stack:
     def start(self, label: str, command: list[str], env: dict[str, str] | None = None) -> None:
         self.pids.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(parents=True, exist_ok=True)
-        log = (self.logs / f"{label}.log").open("ab")
+        # Each `up` starts its logs afresh: what they hold is this stack's.
+        log = (self.logs / f"{label}.log").open("wb")
         process = subprocess.Popen(
             command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=env, start_new_session=True,
