@@ -8,8 +8,10 @@ Functions Task states and S3 bucket notifications both invoke through it.
 
 It also closes two gaps between moto and AWS. DynamoDB applies a conditional
 write atomically; moto's threaded server checks the condition and writes
-without a lock, so two racing writers can both win: its write operations are
-serialised here. S3: deleting an object of a versioned
+without a lock, so two racing writers can both win; and it applies a
+transaction item by item (undoing them when a condition fails), where
+DynamoDB never shows a transaction half applied or rolled back: its write and
+read operations are serialised here. S3: deleting an object of a versioned
 bucket creates a delete marker, for which S3 sends
 `s3:ObjectRemoved:DeleteMarkerCreated` and moto sends nothing. And Step
 Functions: moto's SendTaskFailure handler drops the `cause`, so a failed
@@ -78,7 +80,9 @@ def _function_error(body: str, status: int) -> str:
 
 def serialise_dynamodb_writes() -> None:
     lock = threading.RLock()
-    for name in ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item"):
+    writes = ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item")
+    reads = ("get_item", "query", "scan", "batch_get_item", "transact_get_items")
+    for name in writes + reads:
         original = getattr(DynamoDBBackend, name, None)
         if original is None:
             continue

@@ -21,8 +21,8 @@ use pao::api::catalog::CatalogApi;
 use pao::auth::{AuthMode, DEV_GROUPS_HEADER, DEV_USER_HEADER};
 use pao::catalog::form::form;
 use pao::catalog::index::{
-    CatalogSource, CatalogStore, PublishOutcome, PublishedItem, SourceObject, StoreError,
-    ValidationReport,
+    CatalogSource, CatalogStore, Generation, PublishOutcome, PublishedItem, SetDigest,
+    SourceObject, StoreError, ValidationReport,
 };
 use pao::catalog::validate::{validate_catalog, validate_file};
 use pao::config::CatalogConfig;
@@ -97,8 +97,11 @@ struct MemoryStore {
 
 #[async_trait]
 impl CatalogStore for MemoryStore {
-    async fn generation(&self) -> Result<u64, StoreError> {
-        Ok(1)
+    async fn generation(&self) -> Result<Generation, StoreError> {
+        Ok(Generation {
+            number: 1,
+            digest: SetDigest::of(&self.items),
+        })
     }
 
     async fn published(&self) -> Result<Vec<PublishedItem>, StoreError> {
@@ -130,6 +133,10 @@ impl CatalogStore for MemoryStore {
 
     async fn report(&self, _item_id: &str) -> Result<Option<ValidationReport>, StoreError> {
         Ok(None)
+    }
+
+    async fn save_own_report(&self, _report: &ValidationReport) -> Result<bool, StoreError> {
+        Ok(true)
     }
 
     async fn save_report(&self, _report: &ValidationReport) -> Result<(), StoreError> {

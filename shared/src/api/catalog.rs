@@ -4,9 +4,11 @@
 //!
 //! Reads are served from an in-process copy of the catalog that is checked
 //! against the catalog's generation on every request (one small consistent
-//! read), so no instance ever answers from a catalog older than one another
-//! instance has already answered from: an item that was served never goes
-//! back to 404, and the list and the item routes always agree.
+//! read), and a copy is kept only when its digest is the generation's, so
+//! it is exactly one generation of the catalog. No instance ever answers
+//! from a catalog older than one another instance has already answered
+//! from: an item that was served never goes back to 404, and the list and
+//! the item routes always agree.
 
 use std::sync::{Arc, RwLock};
 
@@ -19,7 +21,9 @@ use super::{json, route_key, ApiError};
 use crate::auth::{self, AuthMode, Principal};
 use crate::aws::{dynamodb::CatalogTable, s3::CatalogBucket};
 use crate::catalog::form::form;
-use crate::catalog::index::{CatalogSource, CatalogStore, Ingest, Ingested, PublishedItem};
+use crate::catalog::index::{
+    CatalogSource, CatalogStore, Generation, Ingest, Ingested, PublishedItem, SetDigest,
+};
 use crate::catalog::item::{is_item_id, CatalogItem, Mode};
 use crate::config::{CatalogConfig, ConfigError};
 
@@ -158,36 +162,47 @@ impl CatalogApi {
     }
 
     /// The catalog as of now: the cached copy while its generation is
-    /// current, else a fresh read that is cached only if the generation
-    /// stood still while it was made (so it is exactly that generation).
+    /// current, else a fresh read, kept when it is exactly that generation.
     async fn catalog(&self) -> Result<Arc<Vec<PublishedItem>>, ApiError> {
         let mut generation = self.store.generation().await?;
-        if let Some(items) = self.cache.at(generation) {
-            return Ok(items);
-        }
-        let mut attempts = 0;
-        loop {
+        for attempt in 1..=SNAPSHOT_ATTEMPTS {
+            if let Some(items) = self.cache.at(generation.number) {
+                return Ok(items);
+            }
             let mut items = self.store.published().await?;
             items.sort_by(|a, b| a.item.header.id.cmp(&b.item.header.id));
             let items = Arc::new(items);
-            let after = self.store.generation().await?;
-            attempts += 1;
-            if after == generation {
-                self.cache.put(generation, Arc::clone(&items));
+            if self.is_exactly(generation, &items).await? {
+                self.cache.put(generation.number, Arc::clone(&items));
                 return Ok(items);
             }
-            if attempts == SNAPSHOT_ATTEMPTS {
-                // Publishing without pause: this read holds everything
+            if attempt == SNAPSHOT_ATTEMPTS {
+                // Changing without pause: this read holds everything
                 // published before it began, which is all a later read by
-                // any instance can be compared with. It is not cached.
+                // any instance can be compared with. It is not kept.
                 tracing::info!(
-                    generation = after,
+                    generation = generation.number,
                     "catalog changing during reads; served uncached"
                 );
                 return Ok(items);
             }
-            generation = after;
+            generation = self.store.generation().await?;
         }
+        unreachable!("the last attempt returns")
+    }
+
+    /// Whether `items` is the catalog at `generation`: its digest says so,
+    /// or, for a catalog no change has written a generation for yet, the
+    /// generation is still none after the read.
+    async fn is_exactly(
+        &self,
+        generation: Generation,
+        items: &[PublishedItem],
+    ) -> Result<bool, ApiError> {
+        if generation.number > 0 {
+            return Ok(SetDigest::of(items) == generation.digest);
+        }
+        Ok(self.store.generation().await?.number == 0)
     }
 
     async fn find(&self, caller: &Principal, item_id: &str) -> Result<PublishedItem, ApiError> {
@@ -296,13 +311,12 @@ impl CatalogApi {
         ))
     }
 
-    /// The report of a published item follows the item's access rule; the
-    /// report of a file that never published is open to every caller, so a
-    /// platform engineer can read why their first upload was refused.
-    /// A report is seen with the item it reports on, checked against the
-    /// store rather than the cache (an item restricted a moment ago stays
-    /// hidden). The report of an item with no published version (never
-    /// valid, or deleted) names no groups to check: it is for admins.
+    /// The report of a published item follows the item's access rule,
+    /// checked against the store rather than the cache (an item restricted a
+    /// moment ago stays hidden). The report of an item with no published
+    /// version (never valid, or deleted) names no groups to check, and its
+    /// errors quote the file: it is for admins, and the team's CI has the
+    /// same messages from `pao catalog validate` before it uploads.
     async fn report(&self, caller: &Principal, item_id: &str) -> Result<Response<Body>, ApiError> {
         let visible = is_item_id(item_id)
             && (caller.in_group(&self.admin_group)

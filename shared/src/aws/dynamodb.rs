@@ -10,7 +10,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Up
 use aws_sdk_dynamodb::Client;
 
 use crate::catalog::index::{
-    CatalogStore, PublishOutcome, PublishedItem, StoreError, ValidationReport,
+    CatalogStore, Generation, PublishOutcome, PublishedItem, SetDigest, StoreError,
+    ValidationReport,
 };
 use crate::health::{Probe, ProbeFailure};
 
@@ -51,9 +52,12 @@ impl Probe for TableProbe {
 /// The catalog table: published items, validation reports, and which item
 /// each bucket file holds. Keys: `ITEM#<id>`/`PUBLISHED`, `ITEM#<id>`/`REPORT`,
 /// `SOURCE#<key>`/`STATE`, `ITEM#<id>`/`CONTENDERS` (files refused because
-/// another file held the id), and `CATALOG`/`GENERATION`, the counter every
-/// publish and unpublish raises in the same transaction. Documents are stored
-/// as JSON text so the table never needs to know an item's shape.
+/// another file held the id), and `CATALOG`/`GENERATION`: the generation's
+/// number `n` and the digest `d` of the published set, which every publish
+/// and unpublish moves on in the same transaction as its change, on the
+/// condition that neither the item nor the generation changed since they
+/// were read. Documents are stored as JSON text so the table never needs to
+/// know an item's shape.
 pub struct CatalogTable {
     client: Client,
     table: String,
@@ -65,9 +69,9 @@ const STATE: &str = "STATE";
 const CONTENDERS: &str = "CONTENDERS";
 const CATALOG: &str = "CATALOG";
 const GENERATION: &str = "GENERATION";
-/// Transactions touching the generation at once may cancel each other
-/// (`TransactionConflict`); the loser tries again this many times.
-const CONFLICT_ATTEMPTS: u32 = 5;
+/// A change that lost a race (another change moved the generation or the
+/// item first) is decided again on what is there now, this many times.
+const CHANGE_ATTEMPTS: u32 = 8;
 
 impl CatalogTable {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
@@ -96,60 +100,103 @@ impl CatalogTable {
 }
 
 impl CatalogTable {
-    /// Applies `change` and raises the generation, atomically. `false` when
-    /// the change's condition refused it (nothing was written).
-    async fn write_raising_generation(
+    /// The generation as a change reads it: when no change ever wrote one,
+    /// its digest is made from what is published now (a catalog from before
+    /// generations), and the change that writes it first must find none.
+    async fn generation_to_change(&self) -> Result<Generation, StoreError> {
+        let generation = self.generation().await?;
+        if generation.number > 0 {
+            return Ok(generation);
+        }
+        Ok(Generation {
+            number: 0,
+            digest: SetDigest::of(&self.published().await?),
+        })
+    }
+
+    /// Applies `change` and moves the generation from `from` to the next
+    /// one with `digest`, atomically. `false` when either had changed since
+    /// it was read, so nothing was written and the caller decides again.
+    async fn change_with_generation(
         &self,
         change: TransactWriteItem,
+        from: Generation,
+        digest: SetDigest,
     ) -> Result<bool, StoreError> {
-        let raise = Update::builder()
+        let expected = if from.number == 0 {
+            "attribute_not_exists(pk)"
+        } else {
+            "#n = :n"
+        };
+        let mut next = Update::builder()
             .table_name(&self.table)
             .key("pk", AttributeValue::S(CATALOG.to_string()))
             .key("sk", AttributeValue::S(GENERATION.to_string()))
-            .update_expression("ADD #n :one")
+            .update_expression("SET #n = :next, #d = :digest")
+            .condition_expression(expected)
             .expression_attribute_names("#n", "n")
-            .expression_attribute_values(":one", AttributeValue::N("1".to_string()))
+            .expression_attribute_names("#d", "d")
+            .expression_attribute_values(":next", AttributeValue::N((from.number + 1).to_string()))
+            .expression_attribute_values(":digest", AttributeValue::S(digest.to_hex()));
+        if from.number > 0 {
+            next =
+                next.expression_attribute_values(":n", AttributeValue::N(from.number.to_string()));
+        }
+        let next = next
             .build()
             .map_err(|err| StoreError::Corrupt(err.to_string()))?;
-        let raise = TransactWriteItem::builder().update(raise).build();
-        let mut attempt = 1;
-        loop {
-            let result = self
-                .client
-                .transact_write_items()
-                .transact_items(change.clone())
-                .transact_items(raise.clone())
-                .send()
-                .await;
-            match cancellation(&result) {
-                None => {
-                    return result
-                        .map(|_| true)
-                        .map_err(|err| super::unavailable(SERVICE, "TransactWriteItems", &err))
-                }
-                Some(Cancelled::Condition) => return Ok(false),
-                Some(Cancelled::Conflict) if attempt < CONFLICT_ATTEMPTS => {
-                    tokio::time::sleep(std::time::Duration::from_millis(20 * u64::from(attempt)))
-                        .await;
-                    attempt += 1;
-                }
-                Some(Cancelled::Conflict) => {
-                    return Err(StoreError::Unavailable(
-                        "DynamoDB TransactWriteItems: the catalog changed concurrently; try again"
-                            .to_string(),
-                    ))
-                }
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(change)
+            .transact_items(TransactWriteItem::builder().update(next).build())
+            .send()
+            .await;
+        match cancellation(&result) {
+            None => result
+                .map(|_| true)
+                .map_err(|err| super::unavailable(SERVICE, "TransactWriteItems", &err)),
+            Some(Cancelled::Raced) => Ok(false),
+            Some(Cancelled::Other(codes)) => {
+                tracing::warn!(codes, "catalog change refused by DynamoDB");
+                Err(StoreError::Unavailable(format!(
+                    "DynamoDB TransactWriteItems was cancelled: {codes}"
+                )))
             }
         }
+    }
+
+    /// Runs `attempt` until it is decided: each attempt reads what it needs
+    /// and returns `None` when its write lost a race.
+    async fn decide<T, F, Fut>(&self, mut attempt: F) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<T>, StoreError>>,
+    {
+        for round in 1..=CHANGE_ATTEMPTS {
+            if let Some(decided) = attempt().await? {
+                return Ok(decided);
+            }
+            let jitter = u64::from(uuid::Uuid::new_v4().as_u128() as u8 % 20);
+            tokio::time::sleep(std::time::Duration::from_millis(
+                10 * u64::from(round) + jitter,
+            ))
+            .await;
+        }
+        Err(StoreError::Unavailable(
+            "the catalog kept changing while this change was made; try again".to_string(),
+        ))
     }
 }
 
 /// Why a transaction was cancelled, when it was.
 enum Cancelled {
-    /// Our own condition refused the change.
-    Condition,
-    /// Another transaction held an item: worth another try.
-    Conflict,
+    /// A condition failed or another transaction held an item: what was
+    /// read is out of date, decide again.
+    Raced,
+    /// Anything else (throttling, an item over DynamoDB's limits): the
+    /// reasons' codes, for the log and the error.
+    Other(String),
 }
 
 fn cancellation<T>(
@@ -165,12 +212,65 @@ fn cancellation<T>(
         .cancellation_reasons()
         .iter()
         .filter_map(|reason| reason.code())
+        .filter(|code| *code != "None")
         .collect();
-    if codes.contains(&"ConditionalCheckFailed") {
-        Some(Cancelled::Condition)
+    let raced = |code: &&str| matches!(*code, "ConditionalCheckFailed" | "TransactionConflict");
+    if !codes.is_empty() && codes.iter().all(raced) {
+        Some(Cancelled::Raced)
     } else {
-        Some(Cancelled::Conflict)
+        Some(Cancelled::Other(codes.join(", ")))
     }
+}
+
+impl CatalogTable {
+    /// Puts a report on `condition`; `false` when the condition refused it.
+    async fn put_report(
+        &self,
+        report: &ValidationReport,
+        condition: &str,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", AttributeValue::S(format!("ITEM#{}", report.item_id)))
+            .item("sk", AttributeValue::S(REPORT.to_string()))
+            .item(
+                "source_modified",
+                AttributeValue::N(report.source_modified.to_string()),
+            )
+            .item("document", AttributeValue::S(to_json(report)?))
+            .item("source_key", AttributeValue::S(report.source_key.clone()))
+            .condition_expression(condition)
+            .expression_attribute_values(":key", AttributeValue::S(report.source_key.clone()))
+            .expression_attribute_values(
+                ":modified",
+                AttributeValue::N(report.source_modified.to_string()),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if super::is_condition_failure(&err) => Ok(false),
+            Err(err) => Err(super::unavailable(SERVICE, "PutItem", &err)),
+        }
+    }
+}
+
+/// `put` on the condition that the item is still `current`.
+fn unchanged_since_read(
+    put: aws_sdk_dynamodb::types::builders::PutBuilder,
+    current: &PublishedItem,
+) -> aws_sdk_dynamodb::types::builders::PutBuilder {
+    put.condition_expression(
+        "content_hash = :hash AND source_key = :key AND source_modified = :modified",
+    )
+    .expression_attribute_values(":hash", AttributeValue::S(current.content_hash.clone()))
+    .expression_attribute_values(":key", AttributeValue::S(current.source_key.clone()))
+    .expression_attribute_values(
+        ":modified",
+        AttributeValue::N(current.source_modified.to_string()),
+    )
 }
 
 fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Result<String, StoreError> {
@@ -193,14 +293,24 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
 
 #[async_trait]
 impl CatalogStore for CatalogTable {
-    async fn generation(&self) -> Result<u64, StoreError> {
+    async fn generation(&self) -> Result<Generation, StoreError> {
         let Some(item) = self.get(CATALOG.to_string(), GENERATION).await? else {
-            return Ok(0);
+            return Ok(Generation::default());
         };
-        item.get("n")
+        let number = item
+            .get("n")
             .and_then(|n| n.as_n().ok())
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| StoreError::Corrupt("the catalog generation is not a number".into()))
+            .and_then(|n| n.parse().ok());
+        let digest = item
+            .get("d")
+            .and_then(|d| d.as_s().ok())
+            .and_then(|d| SetDigest::from_hex(d));
+        match (number, digest) {
+            (Some(number), Some(digest)) => Ok(Generation { number, digest }),
+            _ => Err(StoreError::Corrupt(
+                "the catalog generation record is malformed".to_string(),
+            )),
+        }
     }
 
     async fn published(&self) -> Result<Vec<PublishedItem>, StoreError> {
@@ -232,45 +342,52 @@ impl CatalogStore for CatalogTable {
 
     async fn publish(&self, published: &PublishedItem) -> Result<PublishOutcome, StoreError> {
         let item_id = &published.item.header.id;
-        let put = Put::builder()
-            .table_name(&self.table)
-            .item("pk", AttributeValue::S(format!("ITEM#{item_id}")))
-            .item("sk", AttributeValue::S(PUBLISHED.to_string()))
-            .item(
-                "source_key",
-                AttributeValue::S(published.source_key.clone()),
-            )
-            .item(
-                "source_modified",
-                AttributeValue::N(published.source_modified.to_string()),
-            )
-            .item(
-                "content_hash",
-                AttributeValue::S(published.content_hash.clone()),
-            )
-            .item("document", AttributeValue::S(to_json(published)?))
-            .condition_expression(
-                "attribute_not_exists(pk) OR (source_key = :key AND source_modified <= :modified)",
-            )
-            .expression_attribute_values(":key", AttributeValue::S(published.source_key.clone()))
-            .expression_attribute_values(
-                ":modified",
-                AttributeValue::N(published.source_modified.to_string()),
-            )
-            .build()
-            .map_err(|err| StoreError::Corrupt(err.to_string()))?;
-        if self
-            .write_raising_generation(TransactWriteItem::builder().put(put).build())
-            .await?
-        {
-            return Ok(PublishOutcome::Published);
-        }
-        match self.published_item(item_id).await? {
-            Some(current) if current.source_key != published.source_key => {
-                Ok(PublishOutcome::OwnedBy(current.source_key))
+        let document = to_json(published)?;
+        self.decide(|| async {
+            let generation = self.generation_to_change().await?;
+            let current = self.published_item(item_id).await?;
+            let mut digest = generation.digest;
+            let mut put = Put::builder()
+                .table_name(&self.table)
+                .item("pk", AttributeValue::S(format!("ITEM#{item_id}")))
+                .item("sk", AttributeValue::S(PUBLISHED.to_string()))
+                .item(
+                    "source_key",
+                    AttributeValue::S(published.source_key.clone()),
+                )
+                .item(
+                    "source_modified",
+                    AttributeValue::N(published.source_modified.to_string()),
+                )
+                .item(
+                    "content_hash",
+                    AttributeValue::S(published.content_hash.clone()),
+                )
+                .item("document", AttributeValue::S(document.clone()));
+            match &current {
+                Some(current) if current.source_key != published.source_key => {
+                    return Ok(Some(PublishOutcome::OwnedBy(current.source_key.clone())))
+                }
+                Some(current) if current.source_modified > published.source_modified => {
+                    return Ok(Some(PublishOutcome::Stale))
+                }
+                Some(current) => {
+                    digest = digest.toggle(item_id, &current.content_hash);
+                    put = unchanged_since_read(put, current);
+                }
+                None => put = put.condition_expression("attribute_not_exists(pk)"),
             }
-            _ => Ok(PublishOutcome::Stale),
-        }
+            let put = put
+                .build()
+                .map_err(|err| StoreError::Corrupt(err.to_string()))?;
+            let digest = digest.toggle(item_id, &published.content_hash);
+            let change = TransactWriteItem::builder().put(put).build();
+            Ok(self
+                .change_with_generation(change, generation, digest)
+                .await?
+                .then_some(PublishOutcome::Published))
+        })
+        .await
     }
 
     async fn unpublish(
@@ -279,23 +396,42 @@ impl CatalogStore for CatalogTable {
         source_key: &str,
         modified_before: i64,
     ) -> Result<(), StoreError> {
-        let delete = Delete::builder()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(format!("ITEM#{item_id}")))
-            .key("sk", AttributeValue::S(PUBLISHED.to_string()))
-            .condition_expression("source_key = :key AND source_modified <= :modified")
-            .expression_attribute_values(":key", AttributeValue::S(source_key.to_string()))
-            .expression_attribute_values(
-                ":modified",
-                AttributeValue::N(modified_before.to_string()),
-            )
-            .build()
-            .map_err(|err| StoreError::Corrupt(err.to_string()))?;
-        // Refused by its condition: already gone, owned by another file, or
-        // replaced by a newer version. Either way nothing is left to do.
-        self.write_raising_generation(TransactWriteItem::builder().delete(delete).build())
-            .await
-            .map(|_| ())
+        self.decide(|| async {
+            let generation = self.generation_to_change().await?;
+            let current = self.published_item(item_id).await?;
+            // Already gone, owned by another file, or replaced by a newer
+            // version: nothing is left to do.
+            let Some(current) = current.filter(|current| {
+                current.source_key == source_key && current.source_modified <= modified_before
+            }) else {
+                return Ok(Some(()));
+            };
+            let delete = Delete::builder()
+                .table_name(&self.table)
+                .key("pk", AttributeValue::S(format!("ITEM#{item_id}")))
+                .key("sk", AttributeValue::S(PUBLISHED.to_string()))
+                .condition_expression(
+                    "content_hash = :hash AND source_key = :key AND source_modified = :modified",
+                )
+                .expression_attribute_values(
+                    ":hash",
+                    AttributeValue::S(current.content_hash.clone()),
+                )
+                .expression_attribute_values(":key", AttributeValue::S(current.source_key.clone()))
+                .expression_attribute_values(
+                    ":modified",
+                    AttributeValue::N(current.source_modified.to_string()),
+                )
+                .build()
+                .map_err(|err| StoreError::Corrupt(err.to_string()))?;
+            let digest = generation.digest.toggle(item_id, &current.content_hash);
+            let change = TransactWriteItem::builder().delete(delete).build();
+            Ok(self
+                .change_with_generation(change, generation, digest)
+                .await?
+                .then_some(()))
+        })
+        .await
     }
 
     async fn report(&self, item_id: &str) -> Result<Option<ValidationReport>, StoreError> {
@@ -306,33 +442,28 @@ impl CatalogStore for CatalogTable {
     }
 
     async fn save_report(&self, report: &ValidationReport) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", AttributeValue::S(format!("ITEM#{}", report.item_id)))
-            .item("sk", AttributeValue::S(REPORT.to_string()))
-            .item(
-                "source_modified",
-                AttributeValue::N(report.source_modified.to_string()),
+        // Another file's report is replaced: the file claims the id.
+        self.put_report(
+            report,
+            "attribute_not_exists(pk) OR source_key <> :key OR source_modified <= :modified",
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn save_own_report(&self, report: &ValidationReport) -> Result<bool, StoreError> {
+        if self
+            .put_report(
+                report,
+                "attribute_not_exists(pk) OR (source_key = :key AND source_modified <= :modified)",
             )
-            .item("document", AttributeValue::S(to_json(report)?))
-            .item("source_key", AttributeValue::S(report.source_key.clone()))
-            .condition_expression(
-                "attribute_not_exists(pk) OR source_key <> :key OR source_modified <= :modified",
-            )
-            .expression_attribute_values(":key", AttributeValue::S(report.source_key.clone()))
-            .expression_attribute_values(
-                ":modified",
-                AttributeValue::N(report.source_modified.to_string()),
-            )
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if super::is_condition_failure(&err) => Ok(()), // a newer report stands
-            Err(err) => Err(super::unavailable(SERVICE, "PutItem", &err)),
+            .await?
+        {
+            return Ok(true);
         }
+        // Refused: by another file's report, or by a newer one of this file.
+        let current = self.report(&report.item_id).await?;
+        Ok(current.is_none_or(|current| current.source_key == report.source_key))
     }
 
     async fn item_of_source(&self, source_key: &str) -> Result<Option<String>, StoreError> {

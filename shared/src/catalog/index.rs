@@ -109,6 +109,52 @@ impl From<StoreError> for lambda_runtime::Diagnostic {
     }
 }
 
+/// The catalog's generation: a number every publish and unpublish raises,
+/// and a digest of the published set it stands for, both written in the
+/// same atomic write as the change. A copy of the catalog whose digest is
+/// the generation's is exactly that generation, however the reads that made
+/// it interleaved with writes. Number 0: never changed since this record was
+/// introduced (its digest is then unknown).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Generation {
+    pub number: u64,
+    pub digest: SetDigest,
+}
+
+/// An order-free digest of a set of (item id, content hash) pairs: the XOR
+/// of a 128-bit hash of each, so adding or removing one pair is one XOR.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SetDigest(u128);
+
+impl SetDigest {
+    pub fn of(items: &[PublishedItem]) -> Self {
+        items.iter().fold(Self::default(), |digest, published| {
+            digest.toggle(&published.item.header.id, &published.content_hash)
+        })
+    }
+
+    /// The digest with the pair added, or removed if it was in.
+    pub fn toggle(self, item_id: &str, content_hash: &str) -> Self {
+        use sha2::{Digest, Sha256};
+        let hash = Sha256::new()
+            .chain_update(item_id.as_bytes())
+            .chain_update([0])
+            .chain_update(content_hash.as_bytes())
+            .finalize();
+        let mut half = [0u8; 16];
+        half.copy_from_slice(&hash[..16]);
+        Self(self.0 ^ u128::from_be_bytes(half))
+    }
+
+    pub fn to_hex(self) -> String {
+        format!("{:032x}", self.0)
+    }
+
+    pub fn from_hex(text: &str) -> Option<Self> {
+        u128::from_str_radix(text, 16).ok().map(Self)
+    }
+}
+
 /// What a conditional publish did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PublishOutcome {
@@ -131,13 +177,9 @@ pub trait CatalogSource: Send + Sync {
 /// Where the published catalog and the reports live.
 #[async_trait]
 pub trait CatalogStore: Send + Sync {
-    /// The catalog's generation: every publish and unpublish raises it in the
-    /// same atomic write as the change, so a copy of [`published`] read
-    /// while the generation stood still is exactly the catalog at that
-    /// generation. Read consistently.
-    ///
-    /// [`published`]: CatalogStore::published
-    async fn generation(&self) -> Result<u64, StoreError>;
+    /// The catalog's generation, read consistently: every publish and
+    /// unpublish raises it in the same atomic write as the change.
+    async fn generation(&self) -> Result<Generation, StoreError>;
     async fn published(&self) -> Result<Vec<PublishedItem>, StoreError>;
     async fn published_item(&self, item_id: &str) -> Result<Option<PublishedItem>, StoreError>;
     /// Publishes unless the id belongs to another file or a version at least
@@ -155,6 +197,9 @@ pub trait CatalogStore: Send + Sync {
     async fn report(&self, item_id: &str) -> Result<Option<ValidationReport>, StoreError>;
     /// Saves a report unless a newer one from the same file exists.
     async fn save_report(&self, report: &ValidationReport) -> Result<(), StoreError>;
+    /// Saves a report filed under an id made up for its file, only where no
+    /// other file's report of that id stands; `false` when one does.
+    async fn save_own_report(&self, report: &ValidationReport) -> Result<bool, StoreError>;
     /// The item id a file last held, if any.
     async fn item_of_source(&self, source_key: &str) -> Result<Option<String>, StoreError>;
     /// Records that the file, as modified at `modified`, holds `item_id`;
@@ -200,6 +245,11 @@ pub struct Ingest {
     source: Arc<dyn CatalogSource>,
     store: Arc<dyn CatalogStore>,
 }
+
+/// The most a published item may take as stored: DynamoDB's item limit
+/// (400 KB) less room for the record's other attributes. A file within the
+/// size limit can exceed it when aliases repeat large values.
+pub const MAX_STORED_BYTES: usize = 380_000;
 
 /// Whether a bucket key holds a catalog item.
 pub fn is_catalog_key(key: &str) -> bool {
@@ -263,6 +313,19 @@ impl Ingest {
             source_modified: object.modified,
             published_at: checked_at.clone(),
         };
+        let stored = serde_json::to_vec(&published).map_or(usize::MAX, |json| json.len());
+        if stored > MAX_STORED_BYTES {
+            let error = Diagnostic {
+                file: key.to_string(),
+                line: 1,
+                column: 1,
+                path: String::new(),
+                message: format!(
+                    "the item takes {stored} bytes once published (aliases expanded); a catalog item may take at most {MAX_STORED_BYTES}"
+                ),
+            };
+            return self.reject(key, previous, &object, vec![error]).await;
+        }
         let current = self.store.published_item(&item_id).await?;
         let unchanged = current
             .as_ref()
@@ -335,28 +398,50 @@ impl Ingest {
         errors: Vec<Diagnostic>,
     ) -> Result<Ingested, StoreError> {
         let claimed = claimed_id(&object.bytes);
-        let (report_id, found_by) = match (claimed, previous) {
-            (Some(id), _) => (Some(id), "the file"),
-            (None, Some(id)) => (Some(id), "the item the file held before"),
+        let made_up = claimed.is_none() && previous.is_none();
+        let (item_id, found_by) = match (claimed, previous) {
+            (Some(id), _) => (id, "the file"),
+            (None, Some(id)) => (id, "the item the file held before"),
             (None, None) => (id_from_key(key), "the file name"),
         };
         let count = errors.len();
         let first = errors.first().map(ToString::to_string);
+        let hash = super::validate::content_hash(&object.bytes);
+        let report = self
+            .report_of(&item_id, key, object, &hash, &now(), errors)
+            .await?;
+        // An id made from a file name may be a real item's: its report is
+        // never replaced by another file's.
+        let filed_under = if !made_up {
+            self.store.save_report(&report).await?;
+            item_id
+        } else if self.store.save_own_report(&report).await? {
+            item_id
+        } else {
+            let unique = id_of_key(key);
+            let report = self
+                .report_of(
+                    &unique,
+                    key,
+                    object,
+                    &hash,
+                    &report.checked_at,
+                    report.errors,
+                )
+                .await?;
+            self.store.save_report(&report).await?;
+            unique
+        };
         tracing::warn!(
             key,
-            item_id = report_id.as_deref(),
+            item_id = filed_under,
             id_from = found_by,
             errors = count,
             first_error = first.as_deref(),
             "catalog file rejected"
         );
-        if let Some(item_id) = &report_id {
-            let hash = super::validate::content_hash(&object.bytes);
-            self.report(item_id, key, object, &hash, &now(), errors)
-                .await?;
-        }
         Ok(Ingested::Rejected {
-            item_id: report_id,
+            item_id: Some(filed_under),
             errors: count,
         })
     }
@@ -442,29 +527,43 @@ impl Ingest {
         checked_at: &str,
         errors: Vec<Diagnostic>,
     ) -> Result<(), StoreError> {
+        let report = self
+            .report_of(item_id, key, object, content_hash, checked_at, errors)
+            .await?;
+        self.store.save_report(&report).await
+    }
+
+    /// The report of one upload, naming what the catalog serves for the item.
+    async fn report_of(
+        &self,
+        item_id: &str,
+        key: &str,
+        object: &SourceObject,
+        content_hash: &str,
+        checked_at: &str,
+        errors: Vec<Diagnostic>,
+    ) -> Result<ValidationReport, StoreError> {
         let live = self
             .store
             .published_item(item_id)
             .await?
             .map(|published| LiveVersion::of(&published));
         let summary = summary(item_id, key, errors.len(), live.as_ref(), content_hash);
-        self.store
-            .save_report(&ValidationReport {
-                item_id: item_id.to_string(),
-                source_key: key.to_string(),
-                status: if errors.is_empty() {
-                    ReportStatus::Valid
-                } else {
-                    ReportStatus::Invalid
-                },
-                content_hash: content_hash.to_string(),
-                source_modified: object.modified,
-                checked_at: checked_at.to_string(),
-                errors,
-                live,
-                summary,
-            })
-            .await
+        Ok(ValidationReport {
+            item_id: item_id.to_string(),
+            source_key: key.to_string(),
+            status: if errors.is_empty() {
+                ReportStatus::Valid
+            } else {
+                ReportStatus::Invalid
+            },
+            content_hash: content_hash.to_string(),
+            source_modified: object.modified,
+            checked_at: checked_at.to_string(),
+            errors,
+            live,
+            summary,
+        })
     }
 
     /// Rebuilds the catalog from the bucket: every key is ingested again and
@@ -528,18 +627,14 @@ fn summary(
 }
 
 /// The id an invalid file claims, so its report can be found by item id.
-/// The `id:` line of the top-level `header:` block is read as text first:
-/// that works for a file that does not parse as YAML too, and costs nothing
-/// next to parsing again a file that may be hostile (an alias bomb takes
-/// the parser to its budget). Only a header written another way (flow
-/// style, anchors) is parsed.
+/// A file that does not parse as YAML may still name its id plainly: then
+/// the `id:` line of its top-level `header:` block is read as text.
 fn claimed_id(bytes: &[u8]) -> Option<String> {
-    if let Some(id) = header_id_line(bytes).filter(|id| super::item::is_item_id(id)) {
-        return Some(id);
-    }
-    let document = source::parse_unlocated(bytes, &Limits::default())?;
-    let id = document.value.pointer("/header/id")?.as_str()?;
-    super::item::is_item_id(id).then(|| id.to_string())
+    let id = match source::parse_unlocated(bytes, &Limits::default()) {
+        Some(document) => document.value.pointer("/header/id")?.as_str()?.to_string(),
+        None => header_id_line(bytes)?,
+    };
+    super::item::is_item_id(&id).then_some(id)
 }
 
 /// The value of `id:` directly under the top-level `header:` block, read
@@ -572,8 +667,9 @@ fn header_id_line(bytes: &[u8]) -> Option<String> {
 }
 
 /// An item id made from a file's name (`items/My_Service.yaml` →
-/// `my-service`), for the report of a file whose id cannot be read.
-fn id_from_key(key: &str) -> Option<String> {
+/// `my-service`, `items/2024.yaml` → `file-2024`), for the report of a
+/// file whose id cannot be read.
+fn id_from_key(key: &str) -> String {
     let name = key.rsplit('/').next().unwrap_or(key);
     let stem = name
         .strip_suffix(".yaml")
@@ -587,10 +683,24 @@ fn id_from_key(key: &str) -> Option<String> {
             id.push('-');
         }
     }
-    let id = id.trim_matches('-');
-    let id: String = id.chars().take(63).collect();
-    let id = id.trim_end_matches('-').to_string();
-    super::item::is_item_id(&id).then_some(id)
+    let mut id = id.trim_end_matches('-').to_string();
+    if !id.starts_with(|c: char| c.is_ascii_lowercase()) {
+        id = if id.is_empty() {
+            id_of_key(key)
+        } else {
+            format!("file-{id}")
+        };
+    }
+    id.truncate(63);
+    id.trim_end_matches('-').to_string()
+}
+
+/// An id only this file's key makes, for when the one made from its name
+/// is taken by another file's report.
+fn id_of_key(key: &str) -> String {
+    let hash = super::validate::content_hash(key.as_bytes());
+    let hex = hash.trim_start_matches("sha256:");
+    format!("file-{}", &hex[..12])
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 use super::*;
 use std::sync::Mutex;
 
+use crate::catalog::item::is_item_id;
 use crate::catalog::memory::{CatalogState, MemoryBucket, MemoryCatalog};
 use crate::catalog::validate::content_hash;
 
@@ -340,21 +341,46 @@ fn the_header_id_is_read_from_text_that_does_not_parse() {
 
 #[test]
 fn file_names_become_item_ids() {
+    assert_eq!(id_from_key("items/My_Service.yaml"), "my-service");
+    assert_eq!(id_from_key("a/b/eks-app-stack.yml"), "eks-app-stack");
+    assert_eq!(id_from_key("items/--x--.yaml"), "x");
     assert_eq!(
-        id_from_key("items/My_Service.yaml").as_deref(),
-        Some("my-service")
-    );
-    assert_eq!(
-        id_from_key("a/b/eks-app-stack.yml").as_deref(),
-        Some("eks-app-stack")
-    );
-    assert_eq!(id_from_key("items/--x--.yaml").as_deref(), Some("x"));
-    assert_eq!(
-        id_from_key("items/123.yaml"),
-        None,
+        id_from_key("items/2024-db.yaml"),
+        "file-2024-db",
         "an id starts with a letter"
     );
-    assert_eq!(id_from_key("items/___.yaml"), None);
+    assert_eq!(id_from_key("items/___.yaml"), id_of_key("items/___.yaml"));
+    assert!(id_from_key(&format!("{}.yaml", "a".repeat(100))).len() <= 63);
+    assert!(is_item_id(&id_of_key("items/___.yaml")));
+}
+
+#[tokio::test]
+async fn a_report_under_a_name_made_id_never_replaces_another_files_report() {
+    let h = harness();
+    h.upload("teams/b/postgres.yaml", &item("postgres", "1.0.0"), 100)
+        .await;
+
+    let outcome = h
+        .upload("teams/a/postgres.yaml", "header: [unclosed", 200)
+        .await;
+
+    let Ingested::Rejected {
+        item_id: Some(filed),
+        ..
+    } = outcome
+    else {
+        panic!("{outcome:?}");
+    };
+    assert_ne!(filed, "postgres");
+    assert_eq!(filed, id_of_key("teams/a/postgres.yaml"));
+    assert_eq!(
+        h.table.report_now("postgres").unwrap().source_key,
+        "teams/b/postgres.yaml"
+    );
+    assert_eq!(
+        h.table.report_now(&filed).unwrap().source_key,
+        "teams/a/postgres.yaml"
+    );
 }
 
 #[tokio::test]
@@ -813,4 +839,34 @@ async fn a_delete_event_arriving_after_the_file_was_uploaded_again_keeps_it() {
         h.table.item_of("items/a.yaml").as_deref(),
         Some("demo-item")
     );
+}
+
+#[test]
+fn a_set_digest_is_order_free_and_removing_a_pair_undoes_adding_it() {
+    let empty = SetDigest::default();
+    let ab = empty.toggle("a", "sha256:1").toggle("b", "sha256:2");
+    let ba = empty.toggle("b", "sha256:2").toggle("a", "sha256:1");
+    assert_eq!(ab, ba);
+    assert_ne!(ab, empty);
+    assert_eq!(ab.toggle("a", "sha256:1").toggle("b", "sha256:2"), empty);
+    // Another version of the same item is another pair.
+    assert_ne!(empty.toggle("a", "sha256:1"), empty.toggle("a", "sha256:3"));
+    assert_eq!(SetDigest::from_hex(&ab.to_hex()), Some(ab));
+}
+
+#[tokio::test]
+async fn every_publish_and_unpublish_moves_the_generation_and_its_digest_with_it() {
+    let h = harness();
+    h.upload("items/a.yaml", &item("item-a", "1.0.0"), 100)
+        .await;
+    h.upload("items/b.yaml", &item("item-b", "1.0.0"), 100)
+        .await;
+    h.upload("items/a.yaml", &item("item-a", "1.1.0"), 200)
+        .await;
+    h.delete("items/b.yaml").await;
+
+    let generation = h.table.generation().await.unwrap();
+    assert_eq!(generation.number, 4);
+    let published: Vec<PublishedItem> = h.table.snapshot().published.into_values().collect();
+    assert_eq!(generation.digest, SetDigest::of(&published));
 }

@@ -9,8 +9,8 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::index::{
-    CatalogSource, CatalogStore, PublishOutcome, PublishedItem, SourceObject, StoreError,
-    ValidationReport,
+    CatalogSource, CatalogStore, Generation, PublishOutcome, PublishedItem, SourceObject,
+    StoreError, ValidationReport,
 };
 
 /// The bucket: key → current object.
@@ -55,7 +55,7 @@ pub struct CatalogState {
     /// Source key → (the item id the file holds, its modification time).
     pub sources: HashMap<String, (String, i64)>,
     pub contenders: HashMap<String, BTreeSet<String>>,
-    pub generation: u64,
+    pub generation: Generation,
 }
 
 #[derive(Default)]
@@ -97,7 +97,7 @@ impl MemoryCatalog {
 
 #[async_trait]
 impl CatalogStore for MemoryCatalog {
-    async fn generation(&self) -> Result<u64, StoreError> {
+    async fn generation(&self) -> Result<Generation, StoreError> {
         Ok(self.reachable()?.generation)
     }
 
@@ -125,8 +125,14 @@ impl CatalogStore for MemoryCatalog {
             Some(_) => PublishOutcome::Stale,
         };
         if outcome == PublishOutcome::Published {
-            state.published.insert(id, item.clone());
-            state.generation += 1;
+            let mut digest = state.generation.digest;
+            if let Some(old) = state.published.insert(id.clone(), item.clone()) {
+                digest = digest.toggle(&id, &old.content_hash);
+            }
+            state.generation = Generation {
+                number: state.generation.number + 1,
+                digest: digest.toggle(&id, &item.content_hash),
+            };
         }
         Ok(outcome)
     }
@@ -142,9 +148,11 @@ impl CatalogStore for MemoryCatalog {
             .published
             .get(item_id)
             .is_some_and(|p| p.source_key == source_key && p.source_modified <= modified_before);
-        if ours {
-            state.published.remove(item_id);
-            state.generation += 1;
+        if let Some(old) = ours.then(|| state.published.remove(item_id)).flatten() {
+            state.generation = Generation {
+                number: state.generation.number + 1,
+                digest: state.generation.digest.toggle(item_id, &old.content_hash),
+            };
         }
         Ok(())
     }
@@ -163,6 +171,22 @@ impl CatalogStore for MemoryCatalog {
             state.reports.insert(report.item_id.clone(), report.clone());
         }
         Ok(())
+    }
+
+    async fn save_own_report(&self, report: &ValidationReport) -> Result<bool, StoreError> {
+        let mut state = self.reachable()?;
+        let others = state
+            .reports
+            .get(&report.item_id)
+            .is_some_and(|current| current.source_key != report.source_key);
+        let newer = state
+            .reports
+            .get(&report.item_id)
+            .is_some_and(|current| current.source_modified > report.source_modified);
+        if !others && !newer {
+            state.reports.insert(report.item_id.clone(), report.clone());
+        }
+        Ok(!others)
     }
 
     async fn item_of_source(&self, source_key: &str) -> Result<Option<String>, StoreError> {

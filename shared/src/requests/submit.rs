@@ -69,11 +69,6 @@ pub struct Requests {
     admin_group: String,
     /// Compiled form validators by item content hash.
     validators: Mutex<HashMap<String, Arc<Validator>>>,
-    /// Published items as last read, by id, with the catalog generation they
-    /// were read at: used while that generation stands, as the catalog API
-    /// does, so a submission is never checked against an older version than
-    /// the form the catalog served.
-    items: Mutex<HashMap<String, (u64, PublishedItem)>>,
 }
 
 impl Requests {
@@ -91,7 +86,6 @@ impl Requests {
             workflow,
             admin_group: admin_group.into(),
             validators: Mutex::new(HashMap::new()),
-            items: Mutex::new(HashMap::new()),
         }
     }
 
@@ -278,28 +272,15 @@ impl Requests {
             .ok_or_else(|| RequestError::NotFound(format!("no catalog item `{item_id}`")))
     }
 
+    /// The item as published now (one consistent read: the same cost as
+    /// checking a cached copy against the catalog's generation), so a
+    /// submission is never checked against an older version than the form
+    /// the catalog served. Compiled validators are kept by content hash.
     async fn published(&self, item_id: &str) -> Result<Option<PublishedItem>, StoreError> {
         if !is_item_id(item_id) {
             return Ok(None);
         }
-        let generation = self.catalog.generation().await?;
-        let cached = {
-            let items = self.items.lock().unwrap_or_else(|p| p.into_inner());
-            items
-                .get(item_id)
-                .filter(|(read_at, _)| *read_at == generation)
-                .map(|(_, item)| item.clone())
-        };
-        if let Some(item) = cached {
-            return Ok(Some(item));
-        }
-        let item = self.catalog.published_item(item_id).await?;
-        // Only items are kept: misses would let callers grow the cache.
-        if let Some(item) = &item {
-            let mut items = self.items.lock().unwrap_or_else(|p| p.into_inner());
-            items.insert(item_id.to_string(), (generation, item.clone()));
-        }
-        Ok(item)
+        self.catalog.published_item(item_id).await
     }
 
     fn validator(&self, published: &PublishedItem) -> Result<Arc<Validator>, RequestError> {
