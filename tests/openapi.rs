@@ -827,6 +827,20 @@ async fn every_route_answers_as_documented() {
         ("/api/v1/requests?limit=0", dev, StatusCode::BAD_REQUEST),
         ("/api/v1/requests?limit=101", dev, StatusCode::BAD_REQUEST),
         ("/api/v1/requests?limit=ten", dev, StatusCode::BAD_REQUEST),
+        // Values are taken as given: no sign, no spaces around.
+        ("/api/v1/requests?limit=%2B5", dev, StatusCode::BAD_REQUEST),
+        ("/api/v1/requests?limit=%205", dev, StatusCode::BAD_REQUEST),
+        (
+            "/api/v1/requests?status=%20Queued",
+            dev,
+            StatusCode::BAD_REQUEST,
+        ),
+        // A parameter given empty is left out (allowEmptyValue).
+        (
+            "/api/v1/requests?status=&item=&limit=&next_token=",
+            dev,
+            StatusCode::OK,
+        ),
         (
             "/api/v1/requests?status=Finished",
             dev,
