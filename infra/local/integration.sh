@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the integration tests on a stack of their own: free ports, state under
 # .local/test, stopped again however the tests end. A developer's `make up`
-# stack is never touched.
+# stack is never touched. Then, on the same stack, the schemathesis run of
+# the API against its OpenAPI document (infra/local/schemathesis.sh): after
+# the cargo tests, so nothing it submits is there while they run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -18,3 +20,4 @@ set -a
 . .local/test/stack.env
 set +a
 cargo test -p pao-integration "$@"
+PAO_SCHEMATHESIS_REPORTS=.local/test/schemathesis infra/local/schemathesis.sh
