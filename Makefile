@@ -5,7 +5,7 @@ PYTHON := .venv/bin/python
 STACK := $(PYTHON) infra/local/stack.py
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help install up down dev test fmt clippy unit templates forms integration bench load demo
+.PHONY: help install up down dev test fmt clippy unit templates forms integration schemathesis bench load demo
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,8 +41,12 @@ templates: install ## SAM template (lint and schema) and every ASL file
 forms: install ## the portal's validator accepts and refuses each form case as the requests API does
 	node --test catalog/portal/
 
-integration: install ## integration tests on a local stack of their own
+integration: install ## integration tests, the schemathesis run and the log search, on a local stack of their own
 	@infra/local/integration.sh
+
+schemathesis: install ## the API fuzzed against its OpenAPI document, on the `make up` stack
+	@test -f .local/dev/stack.env || { echo "no stack: run make up first" >&2; exit 1; }
+	@set -a && . .local/dev/stack.env && set +a && PAO_SCHEMATHESIS_REPORTS=.local/dev/schemathesis infra/local/schemathesis.sh
 
 bench: install ## benchmarks: catalog (criterion), then submission latency on a local stack of their own
 	cargo bench -p pao --bench catalog

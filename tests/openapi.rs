@@ -323,6 +323,76 @@ async fn the_document_is_served_as_written() {
     assert_eq!(served["openapi"], "3.1.0");
 }
 
+/// API Gateway answers a method or path no route has itself, with its JSON
+/// 404, whatever the method; so must the local gateway (never an HTML page,
+/// never a 501 for a method its HTTP server has no handler for).
+#[tokio::test]
+async fn a_method_no_route_has_is_the_gateways_json_404() {
+    let stack = Stack::connect().await;
+    for (method, path) in [
+        ("PUT", "/api/v1/health"),
+        ("PATCH", "/api/v1/requests"),
+        ("OPTIONS", "/api/v1/catalog"),
+        ("TRACE", "/api/v1/health"),
+        ("QUERY", "/api/v1/requests"),
+        ("BREW", "/api/v1/openapi.json"),
+        ("GET", "/api/v1/no-such-route"),
+        ("GET", "/api/v1/requests/"),
+        ("DELETE", "/api/v1/requests/a/b"),
+    ] {
+        let method = Method::from_bytes(method.as_bytes()).expect("a method");
+        let response = as_admin(http().request(method.clone(), stack.url(path)))
+            .send()
+            .await
+            .expect("the API answers");
+        let context = format!("{method} {path}");
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{context}");
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/json",
+            "{context}"
+        );
+        let body: Value = response.json().await.expect("a JSON body");
+        assert_eq!(body, json!({"message": "Not Found"}), "{context}");
+    }
+}
+
+/// What the gateway's HTTP server cannot parse is refused in JSON too.
+#[tokio::test]
+async fn a_request_the_gateway_cannot_parse_is_a_json_400() {
+    use std::io::{Read, Write};
+    let api = env("PAO_API_URL");
+    let address = api.trim_start_matches("http://").trim_end_matches('/');
+    for raw in [
+        "GET /api/v1/health HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n",
+        "GET /api/v1/health HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+        "GET /api/v1/health HTTP/9.9\r\nHost: x\r\n\r\n",
+        "NOT A REQUEST LINE\r\n\r\n",
+    ] {
+        let mut stream = std::net::TcpStream::connect(address).expect("the gateway");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("a timeout");
+        stream.write_all(raw.as_bytes()).expect("sent");
+        let mut answer = String::new();
+        // The gateway closes the connection after an answer it could not route.
+        stream.read_to_string(&mut answer).expect("an answer");
+        let (head, body) = answer.split_once("\r\n\r\n").expect("head and body");
+        let context = format!("{raw:?} -> {head}");
+        assert!(
+            head.starts_with("HTTP/1.0 400 ") || head.starts_with("HTTP/1.1 400 "),
+            "{context}"
+        );
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{context}"
+        );
+        let body: Value = serde_json::from_str(body).expect("a JSON body");
+        assert_eq!(body, json!({"message": "Bad Request"}), "{context}");
+    }
+}
+
 #[test]
 fn the_document_lists_exactly_the_routes_of_the_template() {
     let routes = template_routes();
@@ -757,6 +827,20 @@ async fn every_route_answers_as_documented() {
         ("/api/v1/requests?limit=0", dev, StatusCode::BAD_REQUEST),
         ("/api/v1/requests?limit=101", dev, StatusCode::BAD_REQUEST),
         ("/api/v1/requests?limit=ten", dev, StatusCode::BAD_REQUEST),
+        // Values are taken as given: no sign, no spaces around.
+        ("/api/v1/requests?limit=%2B5", dev, StatusCode::BAD_REQUEST),
+        ("/api/v1/requests?limit=%205", dev, StatusCode::BAD_REQUEST),
+        (
+            "/api/v1/requests?status=%20Queued",
+            dev,
+            StatusCode::BAD_REQUEST,
+        ),
+        // A parameter given empty is left out (allowEmptyValue).
+        (
+            "/api/v1/requests?status=&item=&limit=&next_token=",
+            dev,
+            StatusCode::OK,
+        ),
         (
             "/api/v1/requests?status=Finished",
             dev,

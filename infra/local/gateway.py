@@ -26,6 +26,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -167,13 +168,36 @@ class GatewayHandler(BaseHTTPRequestHandler):
         # API Gateway's own answers have this shape.
         self._send(status, json.dumps({"message": message}).encode())
 
+    def __getattr__(self, name: str):
+        # BaseHTTPRequestHandler looks up `do_<METHOD>` and answers 501 with
+        # an HTML page when there is none; the HTTP API takes every method to
+        # its routes, and answers one no route has with its JSON 404.
+        if name.startswith("do_"):
+            return self._handle
+        raise AttributeError(name)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # A request the server could not parse (a bad request line, an HTTP
+        # version it does not speak, a header too long) is the client's
+        # mistake: a 4xx in JSON, never BaseHTTPRequestHandler's HTML page.
+        # Before the request line is understood the server takes it for
+        # HTTP/0.9 and would send no status line at all.
+        if self.request_version == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"
+        self.close_connection = True
+        code = 400 if code >= 500 else code
+        self._message(code, HTTPStatus(code).phrase)
+
     def _handle(self) -> None:
         path = urllib.parse.urlsplit(self.path).path
         matched = self.router.match(self.command, path)
         if matched is None:
             return self._message(404, "Not Found")
         route, params = matched
-        length = int(self.headers.get("content-length") or 0)
+        length = self.headers.get("content-length") or "0"
+        if not (length.isascii() and length.isdigit()):
+            return self._message(400, "Bad Request")
+        length = int(length)
         if length > MAX_BODY_BYTES:
             return self._message(413, "Request Entity Too Large")
         body = self.rfile.read(length) if length else b""
@@ -222,8 +246,6 @@ class GatewayHandler(BaseHTTPRequestHandler):
         for name, values in (result.get("multiValueHeaders") or {}).items():
             headers[name] = ",".join(values)
         self._send(int(result["statusCode"]), raw, headers, result.get("cookies") or ())
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
 
 
 def main() -> None:

@@ -300,25 +300,22 @@ impl RequestsApi {
 
     async fn list(&self, caller: &Principal, req: &Request) -> Result<Response<Body>, ApiError> {
         let params = req.query_string_parameters_ref();
-        let get = |name: &str| {
-            params
-                .and_then(|p| p.first(name))
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-        };
+        // A value is taken as given (the document says what each may be);
+        // an empty one, as a form sends for a filter left blank, is none.
+        let get = |name: &str| params.and_then(|p| p.first(name)).filter(|v| !v.is_empty());
         let status = get("status")
             .map(|s| s.parse::<RequestStatus>().map_err(ApiError::bad_request))
             .transpose()?;
         let limit = match get("limit") {
             None => 20,
-            Some(text) => match text.parse::<usize>() {
-                Ok(limit @ 1..=100) => limit,
-                _ => {
-                    return Err(ApiError::bad_request(
-                        "limit must be a whole number from 1 to 100",
-                    ))
-                }
-            },
+            // Digits only: Rust's parse would also take `+5`.
+            Some(text) => Some(text)
+                .filter(|t| t.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|t| t.parse::<usize>().ok())
+                .filter(|n| (1..=100).contains(n))
+                .ok_or_else(|| {
+                    ApiError::bad_request("limit must be a whole number from 1 to 100")
+                })?,
         };
         let query = ListQuery {
             subject: None,
