@@ -223,15 +223,14 @@ impl CatalogApi {
                 .map(str::trim)
                 .filter(|v| !v.is_empty())
         };
-        let text = get("q").map(str::to_lowercase);
-        if text
-            .as_ref()
-            .is_some_and(|t| t.chars().count() > MAX_QUERY_CHARS)
-        {
+        // The limit counts `q` as sent, before it is trimmed or lowercased.
+        let sent = query.and_then(|q| q.first("q")).unwrap_or_default();
+        if sent.chars().count() > MAX_QUERY_CHARS {
             return Err(ApiError::bad_request(format!(
                 "q may be at most {MAX_QUERY_CHARS} characters"
             )));
         }
+        let text = get("q").map(str::to_lowercase);
         let (category, tag) = (get("category"), get("tag"));
         let catalog = self.catalog().await?;
         let matching: Vec<Summary> = catalog

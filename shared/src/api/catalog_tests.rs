@@ -313,6 +313,25 @@ async fn list_filters_by_category_tag_and_text() {
 }
 
 #[tokio::test]
+async fn the_text_query_limit_counts_the_query_as_sent() {
+    let world = world().await;
+
+    let padded = format!(" {} ", "a".repeat(199));
+    let (status, _) = get("/api/v1/catalog")
+        .query("q", &padded)
+        .send(&world.api)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "201 characters as sent");
+
+    // `İ` lowercases to two characters: still 200 as sent.
+    let (status, _) = get("/api/v1/catalog")
+        .query("q", &"İ".repeat(200))
+        .send(&world.api)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn list_rejects_a_text_query_over_200_characters() {
     let world = world().await;
 
