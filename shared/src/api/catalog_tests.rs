@@ -889,6 +889,31 @@ async fn the_catalog_is_read_once_per_generation() {
 }
 
 #[tokio::test]
+async fn a_read_that_is_not_exactly_the_generation_is_served_but_never_kept() {
+    let world = empty_world();
+    world.upload("items/demo.yaml", DEMO).await;
+    let true_generation = world.table.snapshot().generation;
+    // The generation moved on (a publish under way), its item not seen yet.
+    let ahead = Generation {
+        number: true_generation.number + 1,
+        digest: true_generation.digest.toggle("rest-database", "sha256:00"),
+    };
+    world.table.set_generation(ahead);
+
+    let (status, listed) = get("/api/v1/catalog").send(&world.api).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ids(&listed), ["demo-item"]);
+    assert_eq!(world.table.scans(), 3, "read again while it did not match");
+    get("/api/v1/catalog").send(&world.api).await;
+    assert_eq!(world.table.scans(), 6, "nothing was kept");
+
+    world.table.set_generation(true_generation);
+    get("/api/v1/catalog").send(&world.api).await;
+    get("/api/v1/catalog").send(&world.api).await;
+    assert_eq!(world.table.scans(), 7, "a read that matches is kept");
+}
+
+#[tokio::test]
 async fn instances_over_one_store_never_answer_from_an_older_catalog() {
     let world = empty_world();
     let other = CatalogApi::new(

@@ -78,6 +78,12 @@ impl MemoryCatalog {
         *lock(&self.failure) = failure;
     }
 
+    /// Sets the generation record as if a change were half seen: its number
+    /// and digest moved on while the items read do not show it yet.
+    pub fn set_generation(&self, generation: Generation) {
+        lock(&self.state).generation = generation;
+    }
+
     /// How often the whole published catalog was read.
     pub fn scans(&self) -> usize {
         self.scans.load(std::sync::atomic::Ordering::Relaxed)
