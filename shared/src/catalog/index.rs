@@ -576,17 +576,21 @@ impl Ingest {
         }
         for published in self.store.published().await? {
             if !keys.contains(&published.source_key) {
-                let item_id = published.item.header.id;
-                self.store
-                    .unpublish(&item_id, &published.source_key, i64::MAX)
-                    .await?;
-                self.store.release_source(&published.source_key).await?;
-                outcomes.push((
-                    published.source_key,
-                    Ingested::Removed {
-                        item_id: Some(item_id),
-                    },
-                ));
+                // Not listed: gone, or uploaded after the listing. Its
+                // current state decides, as for any event.
+                let key = published.source_key;
+                let outcome = match self.sync_key(&key).await? {
+                    // Gone, and no record said the file held the item.
+                    Ingested::Removed { item_id: None } => {
+                        let item_id = published.item.header.id;
+                        self.store.unpublish(&item_id, &key, i64::MAX).await?;
+                        Ingested::Removed {
+                            item_id: Some(item_id),
+                        }
+                    }
+                    outcome => outcome,
+                };
+                outcomes.push((key, outcome));
             }
         }
         Ok(outcomes)

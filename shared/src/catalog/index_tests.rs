@@ -870,3 +870,28 @@ async fn every_publish_and_unpublish_moves_the_generation_and_its_digest_with_it
     let published: Vec<PublishedItem> = h.table.snapshot().published.into_values().collect();
     assert_eq!(generation.digest, SetDigest::of(&published));
 }
+
+#[tokio::test]
+async fn rebuild_keeps_an_item_whose_file_was_uploaded_after_the_listing() {
+    let h = harness();
+    h.upload("items/a.yaml", &item("item-a", "1.0.0"), 100)
+        .await;
+    // The listing a rebuild took before `b` was uploaded and published.
+    struct Listed(Arc<MemoryBucket>);
+    #[async_trait]
+    impl CatalogSource for Listed {
+        async fn fetch(&self, key: &str, max: usize) -> Result<Option<SourceObject>, StoreError> {
+            self.0.fetch(key, max).await
+        }
+        async fn keys(&self) -> Result<Vec<String>, StoreError> {
+            Ok(vec!["items/a.yaml".to_string()])
+        }
+    }
+    h.upload("items/b.yaml", &item("item-b", "1.0.0"), 100)
+        .await;
+    let rebuild = Ingest::new(Arc::new(Listed(h.bucket.clone())), h.table.clone());
+
+    rebuild.rebuild().await.unwrap();
+
+    assert_eq!(h.table.published_ids(), ["item-a", "item-b"]);
+}
