@@ -1,10 +1,12 @@
 //! `pao catalog validate` and `pao catalog schema`.
 
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use pao::catalog::form::form;
-use pao::catalog::validate::{validate_catalog, validate_file};
+use pao::catalog::validate::{validate_file, CatalogReport, Diagnostic, ValidItem};
 
 use crate::Format;
 
@@ -13,11 +15,10 @@ pub fn validate(paths: &[PathBuf], format: Format) -> ExitCode {
         Ok(files) => files,
         Err(message) => return usage_error(&message),
     };
-    let report = validate_catalog(
-        files
-            .iter()
-            .map(|(name, bytes)| (name.as_str(), bytes.as_slice())),
-    );
+    let mut report = CatalogReport::default();
+    for ((name, bytes), outcome) in files.iter().zip(validate_each(&files)) {
+        report.add(name, bytes, outcome);
+    }
     match format {
         Format::Json => {
             let body = serde_json::json!({
@@ -76,6 +77,49 @@ pub fn schema(file: &Path) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Each file validated on its own, on as many threads as this process may
+/// use (one under `taskset -c 0`); the outcomes come back in the files'
+/// order, so the report does not depend on which thread finished first.
+fn validate_each(files: &[(String, Vec<u8>)]) -> Vec<Result<ValidItem, Vec<Diagnostic>>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, NonZeroUsize::get)
+        .min(files.len());
+    if threads <= 1 {
+        return files
+            .iter()
+            .map(|(name, bytes)| validate_file(name, bytes))
+            .collect();
+    }
+    // Files differ in size: each thread takes the next file not yet taken.
+    let next = AtomicUsize::new(0);
+    let mut outcomes: Vec<(usize, Result<ValidItem, Vec<Diagnostic>>)> =
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let index = next.fetch_add(1, Ordering::Relaxed);
+                            let Some((name, bytes)) = files.get(index) else {
+                                return done;
+                            };
+                            done.push((index, validate_file(name, bytes)));
+                        }
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|worker| match worker.join() {
+                    Ok(done) => done,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                })
+                .collect()
+        });
+    outcomes.sort_by_key(|(index, _)| *index);
+    outcomes.into_iter().map(|(_, outcome)| outcome).collect()
 }
 
 fn usage_error(message: &str) -> ExitCode {

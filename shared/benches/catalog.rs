@@ -6,6 +6,8 @@
 //! cargo bench -p pao --bench catalog
 //! # p50/p99/max of the warm list handler (criterion reports means, not tails):
 //! PAO_BENCH_PERCENTILES=1 cargo bench -p pao --bench catalog -- api/list
+//! # validating the EKS item beside its floor, the YAML parser's bare events:
+//! cargo bench -p pao --bench catalog -- validate/eks
 //! ```
 
 use std::hint::black_box;
@@ -300,6 +302,20 @@ fn body_json(response: &Response<Body>) -> serde_json::Value {
 
 // ------------------------------------------------------------------ benches
 
+/// How many events the YAML parser under validation (granit-parser, read
+/// with the options validation gives it) yields for `bytes`.
+fn yaml_events(bytes: &[u8]) -> usize {
+    let text = std::str::from_utf8(bytes).expect("the examples are UTF-8");
+    let mut options = granit_parser::Options::default();
+    options.emit_comments = false;
+    let mut events = 0;
+    for event in granit_parser::Parser::new_from_str_with_options(text, options) {
+        event.expect("the examples are YAML");
+        events += 1;
+    }
+    events
+}
+
 fn validate(c: &mut Criterion) {
     let mut group = c.benchmark_group("validate");
 
@@ -309,6 +325,12 @@ fn validate(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.bench_function("eks-app-stack", |b| {
         b.iter(|| validate_file(black_box("items/eks-app-stack.yaml"), black_box(EKS)))
+    });
+    // The floor under the figure above: the same file through the same YAML
+    // parser, each event read and dropped, nothing built or checked.
+    assert!(yaml_events(EKS) > 1000);
+    group.bench_function("eks-app-stack-yaml-events", |b| {
+        b.iter(|| yaml_events(black_box(EKS)))
     });
 
     let files = generated_catalog(1000);

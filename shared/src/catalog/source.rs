@@ -3,13 +3,19 @@
 //! the exact place in the file. Hostile input (too large, not UTF-8, alias
 //! bombs, deep nesting, duplicate keys) becomes a located error here, with
 //! bounded memory, before anything else sees it.
+//!
+//! Two routes read the YAML: `events` builds the value straight from the
+//! parser's events, for the YAML catalog items are written in, and declines
+//! anything else; `saphyr` (serde-saphyr) reads all of YAML and words every
+//! refusal. Both enforce the same [`Limits`].
 
 use std::collections::HashMap;
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Number, Value};
-use serde_saphyr::{Budget, Options, Spanned};
+use serde_json::Value;
+
+mod events;
+mod saphyr;
 
 /// A position in a file, both 1-based.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -20,13 +26,6 @@ pub struct Location {
 
 impl Location {
     pub const START: Self = Self { line: 1, column: 1 };
-
-    fn of(location: &serde_saphyr::Location) -> Self {
-        Self {
-            line: u32::try_from(location.line()).unwrap_or(u32::MAX).max(1),
-            column: u32::try_from(location.column()).unwrap_or(u32::MAX).max(1),
-        }
-    }
 }
 
 impl fmt::Display for Location {
@@ -64,7 +63,7 @@ pub struct SourceError {
 }
 
 /// A parsed file: its value, and where each part of it came from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Document {
     pub value: Value,
     /// JSON pointer (`/fulfillment/automated/actions/0/id`) → where the value starts.
@@ -121,92 +120,28 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<Document, SourceError> {
             message: "the file is empty".to_string(),
         });
     }
-    let root: Spanned<Node> =
-        serde_saphyr::from_str_with_options(text, options(limits)).map_err(|err| SourceError {
-            location: err
-                .location()
-                .map(|l| Location::of(&l))
-                .unwrap_or(Location::START),
-            message: yaml_message(&err, limits),
-        })?;
-    let mut document = Document {
-        value: Value::Null,
-        values: HashMap::new(),
-        keys: HashMap::new(),
-    };
-    // Each node's path is kept for locating messages: long keys under many
-    // nodes would make them far larger than the file, so they are budgeted.
-    let mut budget = limits.max_bytes.saturating_mul(PATH_BUDGET_FACTOR);
-    document.value = flatten(root, String::new(), &mut document, &mut budget)?;
-    Ok(document)
+    match events::read(text, limits, true) {
+        Some(document) => Ok(document),
+        None => saphyr::parse(text, limits, true),
+    }
 }
 
 /// The paths of a document's nodes may add up to this many times its
 /// size limit (a 22 KB item's paths take about 60 KB).
 const PATH_BUDGET_FACTOR: usize = 16;
 
+const PATHS_TOO_LONG: &str = "the paths to the values here add up to far more than the file: \
+                              keys this long or this many cannot be a catalog item's";
+
 /// Parses one YAML document within `limits` without keeping locations:
-/// several times faster, for the common case of a file with nothing to
-/// report. `None` for anything [`parse`] would refuse, which then says
-/// where and why.
+/// faster, for the common case of a file with nothing to report. `None`
+/// for anything [`parse`] would refuse, which then says where and why.
 pub fn parse_unlocated(bytes: &[u8], limits: &Limits) -> Option<Document> {
     if bytes.len() > limits.max_bytes {
         return None;
     }
     let text = std::str::from_utf8(bytes).ok()?;
-    let Plain(value) = serde_saphyr::from_str_with_options(text, options(limits)).ok()?;
-    Some(Document {
-        value,
-        values: HashMap::new(),
-        keys: HashMap::new(),
-    })
-}
-
-fn options(limits: &Limits) -> Options {
-    let mut budget = Budget::default();
-    budget.max_depth = limits.max_depth;
-    budget.max_nodes = limits.max_nodes;
-    budget.max_aliases = limits.max_aliases;
-    budget.max_anchors = limits.max_aliases;
-    budget.max_documents = 1;
-    let mut options = Options::default();
-    options.budget = Some(budget);
-    options
-}
-
-/// The parser's message in a platform engineer's words, without its own
-/// rendering of the location: we print `file:line:col` ourselves.
-fn yaml_message(err: &serde_saphyr::Error, limits: &Limits) -> String {
-    let text = err.to_string();
-    let first = text.lines().next().unwrap_or("invalid YAML").trim();
-    let first = first.strip_prefix("error: ").unwrap_or(first);
-    // "line 5 column 23: message"
-    let message = match first.split_once(": ") {
-        Some((prefix, rest)) if prefix.starts_with("line ") => rest,
-        _ => first,
-    };
-    if let Some(breach) = message.strip_prefix("budget breached: ") {
-        let limit = if breach.starts_with("Depth") {
-            format!("nesting deeper than {} levels", limits.max_depth)
-        } else if breach.starts_with("Nodes") {
-            format!(
-                "more than {} values once aliases are expanded (an alias bomb?)",
-                limits.max_nodes
-            )
-        } else if breach.starts_with("Aliases") || breach.starts_with("Anchors") {
-            format!("more than {} YAML aliases or anchors", limits.max_aliases)
-        } else if breach.starts_with("Documents") {
-            "more than one YAML document (`---`); a file holds one item".to_string()
-        } else {
-            format!("a size limit ({breach})")
-        };
-        return format!("the file exceeds what a catalog item may hold: {limit}");
-    }
-    if let Some(key) = message.strip_prefix("duplicate mapping key: ") {
-        let key = key.split(", set DuplicateKeyPolicy").next().unwrap_or(key);
-        return format!("duplicate key `{key}`");
-    }
-    message.to_string()
+    events::read(text, limits, false).or_else(|| saphyr::parse(text, limits, false).ok())
 }
 
 fn location_of_offset(bytes: &[u8], offset: usize) -> Location {
@@ -228,227 +163,6 @@ fn location_of_offset(bytes: &[u8], offset: usize) -> Location {
 
 fn escape(segment: &str) -> String {
     segment.replace('~', "~0").replace('/', "~1")
-}
-
-fn flatten(
-    node: Spanned<Node>,
-    pointer: String,
-    doc: &mut Document,
-    budget: &mut usize,
-) -> Result<Value, SourceError> {
-    let location = Location::of(&node.referenced);
-    // Kept twice at most: for the value, and for its key.
-    *budget = budget
-        .checked_sub(2 * pointer.len())
-        .ok_or_else(|| SourceError {
-            location,
-            message: "the paths to the values here add up to far more than the file: \
-                      keys this long or this many cannot be a catalog item's"
-                .to_string(),
-        })?;
-    doc.values.insert(pointer.clone(), location);
-    Ok(match node.value {
-        Node::Scalar(value) => value,
-        Node::Float(number) => match Number::from_f64(number) {
-            Some(number) => Value::Number(number),
-            None => {
-                return Err(SourceError {
-                    location,
-                    message: format!("{number} is not a number a catalog item can hold"),
-                })
-            }
-        },
-        Node::Seq(items) => {
-            let mut values = Vec::with_capacity(items.len());
-            for (index, item) in items.into_iter().enumerate() {
-                values.push(flatten(item, format!("{pointer}/{index}"), doc, budget)?);
-            }
-            Value::Array(values)
-        }
-        Node::Map(entries) => {
-            let mut map = Map::new();
-            for (key, value) in entries {
-                let child = format!("{pointer}/{}", escape(&key.value));
-                doc.keys
-                    .insert(child.clone(), Location::of(&key.referenced));
-                let value = flatten(value, child, doc, budget)?;
-                map.insert(key.value, value);
-            }
-            Value::Object(map)
-        }
-    })
-}
-
-/// A YAML node whose children keep their locations.
-enum Node {
-    Scalar(Value),
-    Float(f64),
-    Seq(Vec<Spanned<Node>>),
-    Map(Vec<(Spanned<String>, Spanned<Node>)>),
-}
-
-impl<'de> Deserialize<'de> for Node {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(NodeVisitor)
-    }
-}
-
-struct NodeVisitor;
-
-impl<'de> Visitor<'de> for NodeVisitor {
-    type Value = Node;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a YAML value")
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Node, E> {
-        Ok(Node::Scalar(Value::Bool(v)))
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Node, E> {
-        Ok(Node::Scalar(Value::from(v)))
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Node, E> {
-        Ok(Node::Scalar(Value::from(v)))
-    }
-
-    fn visit_i128<E: de::Error>(self, v: i128) -> Result<Node, E> {
-        wide_integer(i64::try_from(v).map(Value::from)).map(Node::Scalar)
-    }
-
-    fn visit_u128<E: de::Error>(self, v: u128) -> Result<Node, E> {
-        wide_integer(u64::try_from(v).map(Value::from)).map(Node::Scalar)
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Node, E> {
-        Ok(Node::Float(v))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Node, E> {
-        Ok(Node::Scalar(Value::String(v.to_string())))
-    }
-
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Node, E> {
-        Ok(Node::Scalar(Value::String(v)))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Node, E> {
-        Ok(Node::Scalar(Value::Null))
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<Node, E> {
-        Ok(Node::Scalar(Value::Null))
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Node, D::Error> {
-        Node::deserialize(deserializer)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element::<Spanned<Node>>()? {
-            items.push(item);
-        }
-        Ok(Node::Seq(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
-        let mut entries = Vec::new();
-        while let Some(key) = map.next_key::<Spanned<String>>()? {
-            let value = map.next_value::<Spanned<Node>>()?;
-            entries.push((key, value));
-        }
-        Ok(Node::Map(entries))
-    }
-}
-
-fn wide_integer<E: de::Error, T>(converted: Result<Value, T>) -> Result<Value, E> {
-    converted.map_err(|_| E::custom("integer out of range"))
-}
-
-/// A YAML value without locations (see [`parse_unlocated`]); a float that
-/// JSON cannot hold (`.nan`, `.inf`) is refused, as [`parse`] refuses it.
-struct Plain(Value);
-
-impl<'de> Deserialize<'de> for Plain {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(PlainVisitor).map(Plain)
-    }
-}
-
-struct PlainVisitor;
-
-impl<'de> Visitor<'de> for PlainVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a YAML value")
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_i128<E: de::Error>(self, v: i128) -> Result<Value, E> {
-        wide_integer(i64::try_from(v).map(Value::from))
-    }
-
-    fn visit_u128<E: de::Error>(self, v: u128) -> Result<Value, E> {
-        wide_integer(u64::try_from(v).map(Value::from))
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        Number::from_f64(v)
-            .map(Value::Number)
-            .ok_or_else(|| E::custom("not a finite number"))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_string()))
-    }
-
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        Plain::deserialize(deserializer).map(|Plain(value)| value)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(Plain(item)) = seq.next_element::<Plain>()? {
-            items.push(item);
-        }
-        Ok(Value::Array(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut entries = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let Plain(value) = map.next_value::<Plain>()?;
-            entries.insert(key, value);
-        }
-        Ok(Value::Object(entries))
-    }
 }
 
 #[cfg(test)]
@@ -487,6 +201,151 @@ mod tests {
                 parse_unlocated(bytes, &Limits::default()).is_none(),
                 "{bytes:?}"
             );
+        }
+    }
+
+    /// Texts to read both ways: every example item and fixture, and YAML
+    /// meant to sit on either side of what the event route takes.
+    fn texts_to_compare() -> Vec<String> {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let folders = [
+            "catalog/items",
+            "shared/tests/fixtures/catalog/valid",
+            "shared/tests/fixtures/catalog/invalid",
+        ];
+        let mut texts: Vec<String> = folders
+            .iter()
+            .flat_map(|folder| std::fs::read_dir(format!("{root}/{folder}")).unwrap())
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|e| e == "yaml"))
+            .filter_map(|path| String::from_utf8(std::fs::read(path).unwrap()).ok())
+            .collect();
+        let scalars = [
+            "1",
+            "-1",
+            "+1",
+            "0",
+            "-0",
+            "007",
+            "-007",
+            "1.5",
+            "+1.5",
+            "-1.5",
+            ".5",
+            "1.",
+            "1e3",
+            "1E3",
+            "-1e-3",
+            "1.2.0",
+            "10.0.0.0/16",
+            "1_000",
+            "0x1F",
+            "0o17",
+            "0b101",
+            ".inf",
+            "-.inf",
+            "+.nan",
+            ".nan",
+            "inf",
+            "nan",
+            "Infinity",
+            "1e999",
+            ".5e999",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "y",
+            "Y",
+            "yes",
+            "No",
+            "ON",
+            "off",
+            "true",
+            "False",
+            "TRUE",
+            "~",
+            "null",
+            "Null",
+            "NULL",
+            "",
+            "nul",
+            "t3.medium",
+            "1Gi",
+            "2024-01-01",
+            "12:30",
+            "'1'",
+            "\"true\"",
+            "''",
+            "\"a\\tb\"",
+            "|\n  text\n",
+            ">\n  folded\n  text\n",
+            "-",
+            "+",
+            ".",
+            "e5",
+            "0.0.0.0",
+            "!!str 1",
+            "&x 1",
+            "[]",
+            "{}",
+            "[a, 1, {b: ~}]",
+        ];
+        texts.extend(scalars.iter().map(|s| format!("k: {s}\n")));
+        let documents = [
+            "1: a\n",
+            "true: b\n",
+            "'': c\n",
+            "~: d\n",
+            "? [a]\n: b\n",
+            "a: &x 1\nb: *x\n",
+            "<<: {a: 1}\n",
+            "a: 1\n---\nb: 2\n",
+            "---\n",
+            "# only a comment\n",
+            "scalar root\n",
+            "[1, [2, {a: b}]]\n",
+            "{a: 1, b: [x, y]}\n",
+            "a:\n  - b: 1\n    c: 2\n  - [x]\n",
+            "a/b: 1\nc~d: 2\n",
+            "a: 1\na: 2\n",
+            "a: 1\n'a': 2\n",
+            "%YAML 1.2\n---\na: 1\n",
+            "--- !!map\na: 1\n",
+            "a:\n  b:\n    c:\n",
+            "- - - x\n",
+            "a: [1, 2\n",
+        ];
+        texts.extend(documents.iter().map(|d| d.to_string()));
+        texts
+    }
+
+    #[test]
+    fn the_event_route_reads_exactly_what_the_serde_route_reads() {
+        let limits = Limits::default();
+        for text in texts_to_compare() {
+            for locate in [true, false] {
+                let Some(fast) = events::read(&text, &limits, locate) else {
+                    continue;
+                };
+                let slow = saphyr::parse(&text, &limits, locate).unwrap_or_else(|err| {
+                    panic!("{text:?}: only the event route reads it: {err:?}")
+                });
+                assert_eq!(fast.value, slow.value, "{text:?}");
+                assert_eq!(fast.values, slow.values, "{text:?}");
+                assert_eq!(fast.keys, slow.keys, "{text:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_example_items_take_the_event_route() {
+        let examples = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../catalog/items"))
+            .unwrap()
+            .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap());
+        for text in examples {
+            assert!(events::read(&text, &Limits::default(), true).is_some());
+            assert!(events::read(&text, &Limits::default(), false).is_some());
         }
     }
 

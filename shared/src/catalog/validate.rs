@@ -173,36 +173,45 @@ pub fn content_hash(bytes: &[u8]) -> String {
 pub struct CatalogReport {
     pub items: Vec<(String, ValidItem)>,
     pub diagnostics: Vec<Diagnostic>,
+    /// Item id → the file that has it.
+    owners: HashMap<String, String>,
 }
 
-/// Validates a set of files as one catalog. Files are taken in the order
-/// given; an item id already used by an earlier file is an error in the later.
+impl CatalogReport {
+    /// Adds one file's outcome from [`validate_file`]. Files are added in
+    /// the catalog's order: an item id already used by an earlier file is
+    /// an error in the later.
+    pub fn add(&mut self, file: &str, bytes: &[u8], outcome: Result<ValidItem, Vec<Diagnostic>>) {
+        let valid = match outcome {
+            Ok(valid) => valid,
+            Err(diagnostics) => return self.diagnostics.extend(diagnostics),
+        };
+        let id = &valid.item.header.id;
+        if let Some(first) = self.owners.get(id) {
+            // Re-parse only to locate: the file is known to be valid YAML.
+            let location = source::parse(bytes, &Limits::default())
+                .map(|doc| doc.locate("/header/id"))
+                .unwrap_or(Location::START);
+            self.diagnostics.push(Diagnostic {
+                file: file.to_string(),
+                line: location.line,
+                column: location.column,
+                path: "header.id".to_string(),
+                message: format!("item id `{id}` is already used by {first}"),
+            });
+        } else {
+            self.owners.insert(id.clone(), file.to_string());
+            self.items.push((file.to_string(), valid));
+        }
+    }
+}
+
+/// Validates a set of files as one catalog, in the order given (see
+/// [`CatalogReport::add`]).
 pub fn validate_catalog<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> CatalogReport {
     let mut report = CatalogReport::default();
-    let mut owners: HashMap<String, String> = HashMap::new();
     for (file, bytes) in files {
-        match validate_file(file, bytes) {
-            Ok(valid) => {
-                let id = valid.item.header.id.clone();
-                if let Some(first) = owners.get(&id) {
-                    // Re-parse only to locate: the file is known to be valid YAML.
-                    let location = source::parse(bytes, &Limits::default())
-                        .map(|doc| doc.locate("/header/id"))
-                        .unwrap_or(Location::START);
-                    report.diagnostics.push(Diagnostic {
-                        file: file.to_string(),
-                        line: location.line,
-                        column: location.column,
-                        path: "header.id".to_string(),
-                        message: format!("item id `{id}` is already used by {first}"),
-                    });
-                } else {
-                    owners.insert(id, file.to_string());
-                    report.items.push((file.to_string(), valid));
-                }
-            }
-            Err(diagnostics) => report.diagnostics.extend(diagnostics),
-        }
+        report.add(file, bytes, validate_file(file, bytes));
     }
     report
 }
