@@ -68,6 +68,10 @@ const REPORT: &str = "REPORT";
 const STATE: &str = "STATE";
 const CONTENDERS: &str = "CONTENDERS";
 const CATALOG: &str = "CATALOG";
+/// The condition that a published item is still what was read: `:hash`,
+/// `:key` and `:modified` are its content hash, file and modification time.
+const UNCHANGED_SINCE_READ: &str =
+    "content_hash = :hash AND source_key = :key AND source_modified = :modified";
 const GENERATION: &str = "GENERATION";
 /// A change that lost a race (another change moved the generation or the
 /// item first) is decided again on what is there now, this many times.
@@ -249,11 +253,7 @@ impl CatalogTable {
             )
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if super::is_condition_failure(&err) => Ok(false),
-            Err(err) => Err(super::unavailable(SERVICE, "PutItem", &err)),
-        }
+        super::conditional_write(result, "PutItem")
     }
 }
 
@@ -262,15 +262,13 @@ fn unchanged_since_read(
     put: aws_sdk_dynamodb::types::builders::PutBuilder,
     current: &PublishedItem,
 ) -> aws_sdk_dynamodb::types::builders::PutBuilder {
-    put.condition_expression(
-        "content_hash = :hash AND source_key = :key AND source_modified = :modified",
-    )
-    .expression_attribute_values(":hash", AttributeValue::S(current.content_hash.clone()))
-    .expression_attribute_values(":key", AttributeValue::S(current.source_key.clone()))
-    .expression_attribute_values(
-        ":modified",
-        AttributeValue::N(current.source_modified.to_string()),
-    )
+    put.condition_expression(UNCHANGED_SINCE_READ)
+        .expression_attribute_values(":hash", AttributeValue::S(current.content_hash.clone()))
+        .expression_attribute_values(":key", AttributeValue::S(current.source_key.clone()))
+        .expression_attribute_values(
+            ":modified",
+            AttributeValue::N(current.source_modified.to_string()),
+        )
 }
 
 fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Result<String, StoreError> {
@@ -410,9 +408,7 @@ impl CatalogStore for CatalogTable {
                 .table_name(&self.table)
                 .key("pk", AttributeValue::S(format!("ITEM#{item_id}")))
                 .key("sk", AttributeValue::S(PUBLISHED.to_string()))
-                .condition_expression(
-                    "content_hash = :hash AND source_key = :key AND source_modified = :modified",
-                )
+                .condition_expression(UNCHANGED_SINCE_READ)
                 .expression_attribute_values(
                     ":hash",
                     AttributeValue::S(current.content_hash.clone()),
@@ -491,11 +487,7 @@ impl CatalogStore for CatalogTable {
             .expression_attribute_values(":modified", AttributeValue::N(modified.to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if super::is_condition_failure(&err) => Ok(false),
-            Err(err) => Err(super::unavailable(SERVICE, "PutItem", &err)),
-        }
+        super::conditional_write(result, "PutItem")
     }
 
     async fn release_source(&self, source_key: &str) -> Result<(), StoreError> {

@@ -53,6 +53,22 @@ where
     StoreError::Unavailable(format!("{service} {operation} failed"))
 }
 
+/// A conditional DynamoDB write's outcome: `true` when written, `false`
+/// when its condition refused it, an error for anything else.
+pub(crate) fn conditional_write<T, E>(
+    result: Result<T, SdkError<E, HttpResponse>>,
+    operation: &str,
+) -> Result<bool, StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(err) if is_condition_failure(&err) => Ok(false),
+        Err(err) => Err(unavailable("DynamoDB", operation, &err)),
+    }
+}
+
 /// Whether a DynamoDB write was refused by its condition expression.
 pub(crate) fn is_condition_failure<E: ProvideErrorMetadata>(
     err: &SdkError<E, HttpResponse>,

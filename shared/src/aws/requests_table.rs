@@ -501,11 +501,7 @@ impl RequestStore for RequestTable {
             .expression_attribute_values(":status", s(status.name()))
             .send()
             .await;
-        match written {
-            Ok(_) => Ok(true),
-            Err(err) if super::is_condition_failure(&err) => Ok(false),
-            Err(err) => Err(super::unavailable(SERVICE, "PutItem", &err)),
-        }
+        super::conditional_write(written, "PutItem")
     }
 
     async fn claim_idempotency_key(
