@@ -26,7 +26,18 @@ struct Catalog {
 impl Catalog {
     async fn new() -> Self {
         let stack = Stack::connect().await;
-        let s3 = aws_sdk_s3::Client::new(&stack.sdk);
+        // moto runs the bucket's notification, so the ingest of the upload,
+        // inside PutObject (S3 itself delivers it afterwards): an upload of
+        // an alias bomb waits for a debug build's parses of it.
+        let timeouts = aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+            .operation_timeout(std::time::Duration::from_secs(120))
+            .operation_attempt_timeout(std::time::Duration::from_secs(120))
+            .build();
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&stack.sdk)
+                .timeout_config(timeouts)
+                .build(),
+        );
         Self {
             stack,
             s3,
