@@ -48,6 +48,15 @@ impl ActionOutput {
             outputs,
         }
     }
+
+    /// Not done yet: the state machine waits `seconds` and calls again.
+    pub fn wait(seconds: u32) -> Self {
+        Self {
+            done: false,
+            wait_seconds: Some(seconds),
+            outputs: serde_json::Map::new(),
+        }
+    }
 }
 
 /// An action's failure. The variant's name is the error name Step Functions

@@ -11,6 +11,7 @@ pub mod aws;
 pub mod catalog;
 pub mod clock;
 pub mod config;
+pub mod drivers;
 pub mod health;
 pub mod outbound;
 pub mod requests;

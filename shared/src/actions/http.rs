@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use serde_json_path::JsonPath;
 
+use super::driver::{Driver, Level, Outputs, Progress, Step, Undone};
 use crate::action::ActionError;
 use crate::outbound::{Call, Egress, EgressError, Reply};
 use crate::template::render::{render, render_url, Context, Secrets};
@@ -258,6 +259,51 @@ fn excerpt(reply: &Reply, redact: &[&str]) -> String {
         String::new()
     } else {
         format!(": {text}")
+    }
+}
+
+/// The rest-api and webhook driver: a start is the call; a poll after a
+/// retryable failure calls again; compensation is the item's `rollback`
+/// call, which may read the action's own outputs as `response.<id>.*`.
+pub struct HttpDriver {
+    kind: Kind,
+    egress: Egress,
+    /// Values no message may show (the env namespace's secrets).
+    redact: Vec<String>,
+}
+
+impl HttpDriver {
+    pub fn new(kind: Kind, egress: Egress, redact: Vec<String>) -> Self {
+        Self {
+            kind,
+            egress,
+            redact,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Driver for HttpDriver {
+    async fn start(&self, step: &Step<'_>) -> Result<Progress, ActionError> {
+        let config = Value::Object(step.action.config.clone());
+        let prepared = prepare(self.kind, &config, step.context)?;
+        let message = format!("attempt {}: {}", step.attempt, prepared.describe());
+        step.journal.log(Level::Info, &message).await?;
+        let secret = prepared.secret_outputs().to_vec();
+        let redact: Vec<&str> = self.redact.iter().map(String::as_str).collect();
+        let values = execute(&self.egress, prepared, &redact).await?;
+        Ok(Progress::Done(Outputs { values, secret }))
+    }
+
+    async fn compensate(&self, step: &Step<'_>) -> Result<Undone, ActionError> {
+        let Some(rollback) = &step.action.rollback else {
+            return Ok(Undone::Kept("the action has no rollback".to_string()));
+        };
+        let prepared = prepare(self.kind, &Value::Object(rollback.clone()), step.context)?;
+        let described = prepared.describe();
+        let redact: Vec<&str> = self.redact.iter().map(String::as_str).collect();
+        execute(&self.egress, prepared, &redact).await?;
+        Ok(Undone::Done(described))
     }
 }
 

@@ -3,16 +3,19 @@
 //! and commenting on it, through JIRA's REST API v2, over the guarded
 //! egress client.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
+use super::driver::{Driver, Level, Outputs, Progress, Step, Undone};
 use crate::action::ActionError;
 use crate::catalog::item::JiraTicket;
 use crate::config::{ConfigError, Env};
 use crate::outbound::{Call, Egress, EgressError};
+use crate::requests::RequestStore;
 use crate::template::render::{render_text, Context, Secrets};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -187,6 +190,70 @@ fn as_text(value: Value) -> Value {
         Value::String(_) => value,
         Value::Null => Value::String(String::new()),
         other => Value::String(other.to_string()),
+    }
+}
+
+/// A manual request's ticket: opens its JIRA issue (the action's config is
+/// the item's `fulfillment.manual.jira`) and remembers which request the
+/// issue belongs to, so the JIRA webhook can resume it. Compensation
+/// comments on the issue that it is no longer needed.
+pub struct TicketDriver {
+    /// `None` when no JIRA is configured: the request fails with that
+    /// reason instead of waiting for a ticket nobody will see.
+    jira: Option<Jira>,
+    store: Arc<dyn RequestStore>,
+}
+
+impl TicketDriver {
+    pub fn new(jira: Option<Jira>, store: Arc<dyn RequestStore>) -> Self {
+        Self { jira, store }
+    }
+
+    fn jira(&self) -> Result<&Jira, ActionError> {
+        self.jira.as_ref().ok_or_else(|| {
+            ActionError::Fatal(
+                "no JIRA is configured (PAO_JIRA_URL), so no ticket can be opened".to_string(),
+            )
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Driver for TicketDriver {
+    async fn start(&self, step: &Step<'_>) -> Result<Progress, ActionError> {
+        let jira = self.jira()?;
+        if step.task_token.is_none() {
+            return Err(ActionError::Fatal(
+                "the ticket step needs its task token".to_string(),
+            ));
+        }
+        let ticket: JiraTicket = serde_json::from_value(Value::Object(step.action.config.clone()))
+            .map_err(|err| ActionError::Fatal(format!("the ticket's config: {err}")))?;
+        let issue = jira.create(&ticket, step.context).await?;
+        self.store.save_ticket(&issue.key, &step.request.id).await?;
+        let message = format!("JIRA issue {} opened: {}", issue.key, issue.url);
+        step.journal.log(Level::Info, &message).await?;
+        let mut values = Map::new();
+        values.insert("issue_key".into(), Value::String(issue.key));
+        values.insert("issue_url".into(), Value::String(issue.url));
+        Ok(Progress::Done(Outputs::new(values)))
+    }
+
+    async fn compensate(&self, step: &Step<'_>) -> Result<Undone, ActionError> {
+        let jira = self.jira()?;
+        let key = step
+            .outputs
+            .get("issue_key")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let note = format!(
+            "PAO request {} ended ({}); this ticket is no longer needed.",
+            step.request.id, step.request.status
+        );
+        jira.comment(key, &note).await?;
+        Ok(Undone::Done(format!(
+            "commented on {key}: no longer needed"
+        )))
     }
 }
 

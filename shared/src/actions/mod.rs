@@ -1,5 +1,8 @@
-//! The actions PAO runs itself, each behind the contract of `crate::action`.
+//! The actions PAO runs itself: one lifecycle (`lifecycle`) around a driver
+//! per action type (`driver`), each behind the contract of `crate::action`.
 
+pub mod compose;
+pub mod driver;
 pub mod http;
 pub mod jira;
-pub mod runner;
+pub mod lifecycle;

@@ -18,7 +18,7 @@ use aws_sdk_dynamodb::Client;
 use base64::Engine as _;
 
 use crate::catalog::index::StoreError;
-use crate::requests::fulfilment::{ActionRecord, Plan};
+use crate::requests::fulfilment::{ActionRecord, Plan, Resource};
 use crate::requests::{
     AuditEntry, Guard, IdempotencyRecord, ListError, ListQuery, LogEntry, Page, Request,
     RequestStore, Transition, TransitionError,
@@ -30,6 +30,7 @@ const REQUEST: &str = "REQUEST";
 /// The attribute of the request item that holds its pinned plan.
 const PLAN: &str = "plan";
 const ACTION_PREFIX: &str = "ACTION#";
+const LEDGER_PREFIX: &str = "LEDGER#";
 /// How long an idempotency key names its request.
 const IDEMPOTENCY_SECONDS: i64 = 24 * 60 * 60;
 
@@ -502,6 +503,29 @@ impl RequestStore for RequestTable {
             .send()
             .await;
         super::conditional_write(written, "PutItem")
+    }
+
+    async fn record_resource(&self, id: &str, resource: &Resource) -> Result<(), StoreError> {
+        let key = format!(
+            "{LEDGER_PREFIX}{}#{}#{}",
+            resource.action_id, resource.kind, resource.id
+        );
+        // The first record stands: its time orders compensation.
+        let written = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("REQ#{id}")))
+            .item("sk", s(key))
+            .item("document", s(to_json(resource)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        super::conditional_write(written, "PutItem").map(|_| ())
+    }
+
+    async fn ledger(&self, id: &str) -> Result<Vec<Resource>, StoreError> {
+        self.query_prefix(id, LEDGER_PREFIX).await
     }
 
     async fn claim_idempotency_key(

@@ -48,19 +48,37 @@ impl ActionFunctions {
         Self(functions.into_iter().collect())
     }
 
-    /// The HTTP action function runs rest-api, webhook and jira-ticket.
+    /// The HTTP action function runs rest-api, webhook and jira-ticket
+    /// (`PAO_HTTP_ACTION_FUNCTION`); each native type runs in its own
+    /// function, named by `PAO_ACTION_FUNCTION_<TYPE>` (such as
+    /// `PAO_ACTION_FUNCTION_AWS_NETWORK`) where the deployment has one.
     pub fn from_env(
         env: &crate::config::Env<impl Fn(&str) -> Option<String>>,
     ) -> Result<Self, crate::config::ConfigError> {
         let http = env.required("PAO_HTTP_ACTION_FUNCTION")?;
-        Ok(Self::new(
-            [
-                ActionType::RestApi,
-                ActionType::Webhook,
-                ActionType::JiraTicket,
-            ]
-            .map(|kind| (kind, http.clone())),
-        ))
+        let mut functions: BTreeMap<ActionType, String> = [
+            ActionType::RestApi,
+            ActionType::Webhook,
+            ActionType::JiraTicket,
+        ]
+        .map(|kind| (kind, http.clone()))
+        .into_iter()
+        .collect();
+        for kind in ActionType::ALL {
+            let function = env.or(&Self::variable(kind), "");
+            if !function.is_empty() {
+                functions.insert(kind, function);
+            }
+        }
+        Ok(Self(functions))
+    }
+
+    /// The variable naming the function of a native type.
+    pub fn variable(kind: ActionType) -> String {
+        format!(
+            "PAO_ACTION_FUNCTION_{}",
+            kind.name().to_ascii_uppercase().replace('-', "_")
+        )
     }
 
     fn of(&self, kind: ActionType) -> Result<&str, ActionError> {
@@ -222,9 +240,16 @@ impl Engine {
                 running.action_id
             )));
         }
+        let ledger = self.store.ledger(id).await?;
+        let has_resources = |action_id: &str| {
+            ledger
+                .iter()
+                .any(|resource| resource.action_id == action_id)
+        };
         for lost in records
             .iter()
             .filter(|r| r.lost() && r.status == ActionStatus::Running)
+            .filter(|r| !has_resources(&r.action_id))
         {
             let message = format!(
                 "{}: its last call never reported back; if it made something, remove it by hand",
@@ -233,7 +258,7 @@ impl Engine {
             self.log(id, "warn", &message).await?;
         }
         let mut actions = Vec::new();
-        for record in compensation_order(&records) {
+        for record in compensation_order(&records, has_resources) {
             actions.push(json!({
                 "action_id": record.action_id,
                 "function": self.functions.of(record.kind)?,

@@ -126,6 +126,15 @@ pub struct ActionRecord {
     /// Calls made in the action's current run (a retry of the request
     /// starts a new run).
     pub attempts: u32,
+    /// Failed calls in the current run, which its retry policy counts.
+    #[serde(default)]
+    pub failures: u32,
+    /// The driver said the work is under way: the next call polls it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub polling: bool,
+    /// What the action (or its compensation) last said it waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
     #[serde(default)]
     pub outputs: Map<String, Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -136,6 +145,46 @@ pub struct ActionRecord {
     /// When the call now under way (an attempt, or the compensation) began.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt_started_at: Option<String>,
+}
+
+/// One resource an action made, as the request's ledger holds it: written
+/// as soon as its id is known, read by compensation, which deletes exactly
+/// these and nothing else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resource {
+    /// Filled in by the lifecycle.
+    #[serde(default)]
+    pub action_id: String,
+    /// `<service>:<type>`, such as `ec2:vpc`.
+    pub kind: String,
+    pub id: String,
+    /// What deleting it needs besides its id (its parent, its name).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub detail: BTreeMap<String, String>,
+    /// Filled in by the lifecycle.
+    #[serde(default)]
+    pub recorded_at: String,
+}
+
+impl Resource {
+    pub fn new(kind: &str, id: impl Into<String>) -> Self {
+        Self {
+            action_id: String::new(),
+            kind: kind.to_string(),
+            id: id.into(),
+            detail: BTreeMap::new(),
+            recorded_at: String::new(),
+        }
+    }
+
+    pub fn with(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.detail.insert(key.to_string(), value.into());
+        self
+    }
+
+    pub fn detail(&self, key: &str) -> Option<&str> {
+        self.detail.get(key).map(String::as_str)
+    }
 }
 
 /// How long a call of an action may go without reporting back before it
@@ -159,8 +208,22 @@ impl ActionRecord {
     fn busy(&self) -> bool {
         match self.status {
             ActionStatus::Running => self.finished_at.is_none(),
-            ActionStatus::Compensating => true,
+            // A compensation waiting for deletions has no call under way.
+            ActionStatus::Compensating => self.attempt_started_at.is_some(),
             _ => false,
+        }
+    }
+
+    /// Whether compensation may take this action up now: it succeeded; its
+    /// compensation was lost or waits between calls; or it failed, or its
+    /// last call was lost, having made resources (`has_resources`).
+    pub fn compensable(&self, has_resources: bool) -> bool {
+        match self.status {
+            ActionStatus::Succeeded => true,
+            ActionStatus::Compensating => !self.in_flight(),
+            ActionStatus::Failed => has_resources,
+            ActionStatus::Running => has_resources && !self.in_flight(),
+            ActionStatus::Compensated => false,
         }
     }
 
@@ -170,22 +233,25 @@ impl ActionRecord {
     }
 }
 
-/// The records to compensate, newest success first: the succeeded ones, and
-/// those whose compensation was lost on the way.
-pub fn compensation_order(records: &[ActionRecord]) -> Vec<&ActionRecord> {
+/// The records to compensate, newest first: the succeeded ones, those
+/// whose compensation was lost on the way or waits for deletions, and
+/// those that failed (or whose call was lost) after making resources, as
+/// `has_resources` tells by action id.
+pub fn compensation_order(
+    records: &[ActionRecord],
+    has_resources: impl Fn(&str) -> bool,
+) -> Vec<&ActionRecord> {
     let mut done: Vec<&ActionRecord> = records
         .iter()
-        .filter(|record| {
-            record.status == ActionStatus::Succeeded
-                || (record.status == ActionStatus::Compensating && record.lost())
-        })
+        .filter(|record| record.compensable(has_resources(&record.action_id)))
         .collect();
     let finished = |record: &ActionRecord| {
         record
             .finished_at
-            .as_deref()
-            .and_then(epoch_seconds)
-            .unwrap_or(0.0)
+            .as_ref()
+            .or(record.attempt_started_at.as_ref())
+            .and_then(|at| epoch_seconds(at))
+            .unwrap_or(f64::MAX)
     };
     done.sort_by(|a, b| finished(b).total_cmp(&finished(a)));
     done
@@ -275,6 +341,9 @@ mod tests {
             kind: ActionType::RestApi,
             status: ActionStatus::Running,
             attempts: 2,
+            failures: 0,
+            polling: false,
+            waiting_for: None,
             outputs: Map::new(),
             error: None,
             started_at: "2026-11-23T10:00:00Z".to_string(),
@@ -300,6 +369,9 @@ mod tests {
             kind: ActionType::RestApi,
             status,
             attempts: 1,
+            failures: 0,
+            polling: false,
+            waiting_for: None,
             outputs: Map::new(),
             error: None,
             started_at: "t".to_string(),
@@ -312,7 +384,7 @@ mod tests {
             record("c", ActionStatus::Failed, "2026-11-23T10:00:00.9Z"),
             record("b", ActionStatus::Succeeded, "2026-11-23T10:00:00.6Z"),
         ];
-        let order: Vec<&str> = compensation_order(&records)
+        let order: Vec<&str> = compensation_order(&records, |_| false)
             .iter()
             .map(|r| r.action_id.as_str())
             .collect();
@@ -329,7 +401,7 @@ mod tests {
         assert!(lost.lost() && !lost.in_flight());
         assert!(busy.in_flight() && !busy.lost());
         let records = [records[0].clone(), lost, busy];
-        let order: Vec<&str> = compensation_order(&records)
+        let order: Vec<&str> = compensation_order(&records, |_| false)
             .iter()
             .map(|r| r.action_id.as_str())
             .collect();

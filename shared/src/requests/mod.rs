@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 
 pub use status::RequestStatus;
 
-use fulfilment::{ActionRecord, ActionStatus, Plan};
+use fulfilment::{ActionRecord, ActionStatus, Plan, Resource};
 
 use crate::catalog::index::StoreError;
 
@@ -186,6 +186,11 @@ pub trait RequestStore: Send + Sync {
         record: &ActionRecord,
         guard: Guard,
     ) -> Result<bool, StoreError>;
+    /// Adds a resource to the request's ledger (the same resource again
+    /// changes nothing).
+    async fn record_resource(&self, id: &str, resource: &Resource) -> Result<(), StoreError>;
+    /// Every resource in the request's ledger.
+    async fn ledger(&self, id: &str) -> Result<Vec<Resource>, StoreError>;
 }
 
 /// The condition an action record write is made on.

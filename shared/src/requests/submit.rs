@@ -560,9 +560,28 @@ fn unknown(id: &str) -> RequestError {
 }
 
 fn hash(value: &Value) -> String {
-    // serde_json's map is ordered by key, so equal payloads serialize equally.
-    let digest = Sha256::digest(value.to_string().as_bytes());
+    let digest = Sha256::digest(canonical(value).to_string().as_bytes());
     digest.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// `value` with every object's keys in order, so equal payloads serialize
+/// equally whether or not serde_json keeps insertion order (a feature any
+/// dependency may switch on).
+fn canonical(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(key, value)| (key.clone(), canonical(value)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
+        other => other.clone(),
+    }
 }
 
 /// The request id an idempotency key names, for one caller.

@@ -11,7 +11,7 @@ use sha2::Sha256;
 
 use super::fulfilment::ActionStatus;
 use super::{LogEntry, RequestStore, TaskOutcome, Workflow};
-use crate::actions::runner::TICKET;
+use crate::actions::lifecycle::TICKET;
 use crate::catalog::index::StoreError;
 use crate::clock::now;
 
