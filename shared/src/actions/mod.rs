@@ -6,3 +6,4 @@ pub mod driver;
 pub mod http;
 pub mod jira;
 pub mod lifecycle;
+pub mod memory;
