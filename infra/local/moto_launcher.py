@@ -15,7 +15,9 @@ read operations are serialised here. S3: deleting an object of a versioned
 bucket creates a delete marker, for which S3 sends
 `s3:ObjectRemoved:DeleteMarkerCreated` and moto sends nothing. And Step
 Functions: moto's SendTaskFailure handler drops the `cause`, so a failed
-task lost its reason; it is passed on here.
+task lost its reason; it is passed on here. Faults the tests inject by tag
+(an RDS instance or EKS cluster or node group in a failed state) are in
+moto_faults.py.
 
 Usage: moto_launcher.py --port PORT --lambda-url http://127.0.0.1:LAMBDA_PORT
 """
@@ -38,6 +40,8 @@ from moto.s3 import notifications
 from moto.core.responses import ActionResult, EmptyResult
 from moto.s3.models import S3Backend
 from moto.stepfunctions.responses import StepFunctionResponse
+
+import moto_faults
 
 
 def forwarding_invoke(lambda_url: str):
@@ -137,6 +141,7 @@ def main() -> None:
     notify_delete_markers()
     serialise_dynamodb_writes()
     pass_task_failure_cause()
+    moto_faults.install()
     server.main(["--host", "127.0.0.1", "--port", str(args.port)])
 
 

@@ -169,7 +169,10 @@ class Stack:
                  f"the fake services did not answer within {EMULATOR_START_SECONDS} s (see {self.logs}/fake-services.log)")
         # The local services the actions call (test servers, the fakes) live
         # on loopback, which the egress guard refuses unless allowed.
-        local = {"PAO_AUTH_MODE": "dev", "PAO_EGRESS_ALLOW": "127.0.0.1/32", **services}
+        # RDS and EKS poll every minute in AWS; moto makes them at once, so
+        # the local stack waits at most a second between polls.
+        local = {"PAO_AUTH_MODE": "dev", "PAO_EGRESS_ALLOW": "127.0.0.1/32",
+                 "PAO_MAX_WAIT_SECONDS": "1", **services}
         function_env = {**env, **aws_env, **local, **overrides}
         functions_file = self.dir / "functions.env"
         functions_file.write_text("".join(f"{k}={v}\n" for k, v in function_env.items()))
