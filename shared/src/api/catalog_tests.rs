@@ -141,14 +141,7 @@ fn post(route: &'static str) -> Call {
 
 /// Percent-encodes a query component.
 fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (byte as char).to_string()
-            }
-            _ => format!("%{byte:02X}"),
-        })
-        .collect()
+    percent_encoding::utf8_percent_encode(text, crate::template::render::UNRESERVED).to_string()
 }
 
 impl Call {

@@ -26,7 +26,7 @@ impl SecretStore for Secrets {
         // The same name gives the same client token, so a retried submission
         // is the same secret version rather than an error or a new version.
         let digest = Sha256::digest(name.as_bytes());
-        let token: String = digest.iter().take(24).map(|b| format!("{b:02x}")).collect();
+        let token = hex::encode(&digest[..24]);
         let description = "A password field of a PAO request";
         if let Some(arn) = self.create(name, value, Some(token), description).await? {
             return Ok(arn);

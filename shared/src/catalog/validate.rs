@@ -163,7 +163,7 @@ fn check_document(
 
 pub fn content_hash(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
-    let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    let hex = hex::encode(digest);
     format!("sha256:{hex}")
 }
 

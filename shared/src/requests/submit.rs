@@ -560,8 +560,7 @@ fn unknown(id: &str) -> RequestError {
 }
 
 fn hash(value: &Value) -> String {
-    let digest = Sha256::digest(canonical(value).to_string().as_bytes());
-    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+    hex::encode(Sha256::digest(canonical(value).to_string().as_bytes()))
 }
 
 /// `value` with every object's keys in order, so equal payloads serialize

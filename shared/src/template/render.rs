@@ -199,17 +199,15 @@ pub fn render_url(text: &str, context: &Context, at: &str) -> Result<Value, Rend
     Ok(Value::String(url))
 }
 
-/// Every byte but RFC 3986's unreserved characters as `%XX`.
+/// Every byte but RFC 3986's unreserved characters, encoded as `%XX`.
+pub const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(text, UNRESERVED).to_string()
 }
 
 /// A value inside text: strings as they are, null as nothing, lists and
