@@ -2,6 +2,8 @@
 //! the environment that `make test` exports from `.local/<name>/stack.env`,
 //! and SDK clients built the way the functions build theirs.
 
+pub mod portal;
+
 use std::time::Duration;
 
 /// The coordinates of a running local stack.

@@ -106,3 +106,59 @@ where
         _ => ProbeFailure::Unexpected,
     }
 }
+
+/// The error code of a failed call, when the service sent one.
+pub fn error_code<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> Option<&str> {
+    err.as_service_error().and_then(ProvideErrorMetadata::code)
+}
+
+/// An SDK error as an action's failure, for the state machine to retry or
+/// not: throttling is `Throttled`; time-outs, dispatch failures and 5xx
+/// are `Retryable`; anything else (validation, quota, permission) is
+/// `Fatal` with the service's own message, which names no secret.
+pub fn action_error<E>(
+    service: &str,
+    operation: &str,
+    err: &SdkError<E, HttpResponse>,
+) -> crate::action::ActionError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    use crate::action::ActionError;
+    tracing::warn!(service, operation, error = %DisplayErrorContext(err), "AWS call failed");
+    const THROTTLING: &[&str] = &[
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "SlowDown",
+    ];
+    match err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            ActionError::Retryable(format!("{service} {operation} did not answer"))
+        }
+        SdkError::ServiceError(service_error) => {
+            let code = service_error.err().code().unwrap_or("an error");
+            let message = service_error.err().message().unwrap_or_default();
+            let said = format!("{service} {operation} failed: {code} {message}")
+                .trim_end()
+                .to_string();
+            if THROTTLING.contains(&code) {
+                ActionError::Throttled(said)
+            } else if service_error.raw().status().is_server_error()
+                || matches!(
+                    code,
+                    "InternalError" | "InternalFailure" | "ServiceUnavailable"
+                )
+            {
+                ActionError::Retryable(said)
+            } else {
+                ActionError::Fatal(said)
+            }
+        }
+        _ => ActionError::Retryable(format!("{service} {operation} failed")),
+    }
+}
