@@ -11,8 +11,6 @@
 use std::time::{Duration, Instant};
 
 use lambda_http::Request;
-use pao::api::catalog::CatalogApi;
-use pao::api::requests::RequestsApi;
 use serde_json::{json, Value};
 
 const WARM_UP: usize = 20;
@@ -98,10 +96,10 @@ fn main() {
         .build()
         .expect("a runtime");
     let api = runtime
-        .block_on(RequestsApi::from_env())
+        .block_on(pao::compose::requests_api())
         .expect("configuration from the stack");
     let catalog = runtime
-        .block_on(CatalogApi::from_env())
+        .block_on(pao::compose::catalog_api())
         .expect("configuration from the stack");
     let user = format!("bench-{}@example.com", uuid::Uuid::new_v4().simple());
     measure(

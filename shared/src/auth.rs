@@ -26,10 +26,6 @@ pub enum AuthMode {
 impl AuthMode {
     pub const VARIABLE: &'static str = "PAO_AUTH_MODE";
 
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::parse(std::env::var(Self::VARIABLE).ok().as_deref())
-    }
-
     pub fn parse(value: Option<&str>) -> Result<Self, ConfigError> {
         match value.map(str::trim) {
             None | Some("") | Some("jwt") => Ok(Self::Jwt),

@@ -56,10 +56,6 @@ pub struct CatalogConfig {
 }
 
 impl CatalogConfig {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from(&Env::process())
-    }
-
     pub fn from<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         Ok(Self {
             catalog_table: env.required("PAO_CATALOG_TABLE")?,
@@ -81,10 +77,6 @@ impl Resources {
     pub const REQUESTS_TABLE: &'static str = "PAO_REQUESTS_TABLE";
     pub const CATALOG_BUCKET: &'static str = "PAO_CATALOG_BUCKET";
     pub const STATE_MACHINE_ARN: &'static str = "PAO_SELFTEST_STATE_MACHINE_ARN";
-
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(lookup);

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod aws;
 pub mod catalog;
 pub mod clock;
+pub mod compose;
 pub mod config;
 pub mod drivers;
 pub mod health;

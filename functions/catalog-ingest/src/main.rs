@@ -3,12 +3,11 @@
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use pao::catalog::event::S3Notification;
-use pao::catalog::index::Ingest;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     pao::telemetry::init();
-    let ingest = Ingest::from_env().await?;
+    let ingest = pao::compose::catalog_ingest().await?;
     let ingest = &ingest;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<S3Notification>| async move {
         ingest.sync_event(&event.payload).await

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use reqwest::Method;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Map, Value};
 
 use super::driver::{Driver, Level, Outputs, Progress, Step, Undone};
@@ -25,7 +26,7 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 pub struct Jira {
     base_url: String,
     /// `Basic <user:token>`: a secret, sent as a header only.
-    authorization: String,
+    authorization: SecretString,
     egress: Egress,
 }
 
@@ -65,14 +66,14 @@ impl Jira {
             base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}"));
         Ok(Some(Self {
             base_url: base_url.trim_end_matches('/').to_string(),
-            authorization: format!("Basic {credentials}"),
+            authorization: SecretString::from(format!("Basic {credentials}")),
             egress,
         }))
     }
 
     /// The secret to keep out of every message.
     pub fn secret(&self) -> &str {
-        &self.authorization
+        self.authorization.expose_secret()
     }
 
     /// Creates the issue described by `ticket`, rendered with `context`.
@@ -152,7 +153,10 @@ impl Jira {
             method,
             url: format!("{}{path}", self.base_url),
             headers: vec![
-                ("Authorization".to_string(), self.authorization.clone()),
+                (
+                    "Authorization".to_string(),
+                    self.authorization.expose_secret().to_string(),
+                ),
                 ("Accept".to_string(), "application/json".to_string()),
             ],
             body: Some(body),
@@ -173,7 +177,7 @@ impl Jira {
             .collect();
         let message = format!(
             "{described} answered {status}: {}",
-            detail.replace(&self.authorization, "[redacted]")
+            detail.replace(self.authorization.expose_secret(), "[redacted]")
         );
         Err(if status.as_u16() == 429 {
             ActionError::Throttled(message)

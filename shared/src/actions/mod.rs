@@ -1,7 +1,6 @@
 //! The actions PAO runs itself: one lifecycle (`lifecycle`) around a driver
 //! per action type (`driver`), each behind the contract of `crate::action`.
 
-pub mod compose;
 pub mod driver;
 pub mod http;
 pub mod jira;

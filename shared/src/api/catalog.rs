@@ -19,13 +19,12 @@ use serde_json::{json, Value};
 
 use super::{json, route_key, ApiError};
 use crate::auth::{self, AuthMode, Principal};
-use crate::aws::{dynamodb::CatalogTable, s3::CatalogBucket};
 use crate::catalog::form::form;
 use crate::catalog::index::{
     CatalogSource, CatalogStore, Generation, Ingest, Ingested, PublishedItem, SetDigest,
 };
 use crate::catalog::item::{is_item_id, CatalogItem, Mode};
-use crate::config::{CatalogConfig, ConfigError};
+use crate::config::CatalogConfig;
 
 /// The longest text search accepted.
 const MAX_QUERY_CHARS: usize = 200;
@@ -111,16 +110,6 @@ impl CatalogApi {
             auth,
             admin_group: config.admin_group.clone(),
         }
-    }
-
-    /// Reads the configuration and builds the SDK clients, once per process.
-    pub async fn from_env() -> Result<Self, ConfigError> {
-        let config = CatalogConfig::from_env()?;
-        let auth = AuthMode::from_env()?;
-        let sdk = crate::aws::sdk_config().await;
-        let store = CatalogTable::new(aws_sdk_dynamodb::Client::new(&sdk), &config.catalog_table);
-        let source = CatalogBucket::new(aws_sdk_s3::Client::new(&sdk), &config.catalog_bucket);
-        Ok(Self::new(Arc::new(store), Arc::new(source), auth, &config))
     }
 
     pub async fn handle(&self, req: Request) -> Response<Body> {

@@ -1,7 +1,7 @@
 //! `GET /api/v1/health`, `GET /api/v1/health/ready` and
 //! `GET /api/v1/openapi.json`, the OpenAPI document of the whole API.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use lambda_http::http::StatusCode;
@@ -9,13 +9,11 @@ use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 
 use super::{json, route_key, ApiError};
-use crate::aws::{dynamodb::TableProbe, s3::BucketProbe, sfn::StateMachineProbe};
-use crate::config::{ConfigError, Resources};
 use crate::health::{Health, HealthReport};
 
 /// A dependency check that takes longer than this counts as down: health
 /// endpoints must answer fast, above all when something is wrong.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The OpenAPI 3.1 document of the API (`shared/openapi.json`), parsed once.
 /// A unit test proves it parses; were it not to, the route answers 500
@@ -39,30 +37,6 @@ struct Readiness<'a> {
 impl HealthApi {
     pub fn new(health: Health) -> Self {
         Self { health }
-    }
-
-    /// Reads the configuration and builds the SDK clients, once per process.
-    pub async fn from_env() -> Result<Self, ConfigError> {
-        let resources = Resources::from_env()?;
-        let sdk = crate::aws::sdk_config().await;
-        let health = Health::new(
-            vec![
-                Arc::new(TableProbe::new(
-                    aws_sdk_dynamodb::Client::new(&sdk),
-                    resources.requests_table,
-                )),
-                Arc::new(BucketProbe::new(
-                    aws_sdk_s3::Client::new(&sdk),
-                    resources.catalog_bucket,
-                )),
-                Arc::new(StateMachineProbe::new(
-                    aws_sdk_sfn::Client::new(&sdk),
-                    resources.selftest_state_machine_arn,
-                )),
-            ],
-            PROBE_TIMEOUT,
-        );
-        Ok(Self::new(health))
     }
 
     pub async fn handle(&self, req: Request) -> Response<Body> {
@@ -102,6 +76,7 @@ mod tests {
     use super::*;
     use crate::api::test_support::{body_json, request};
     use crate::health::{Fixed, ProbeFailure};
+    use std::sync::Arc;
 
     fn api(s3: Result<(), ProbeFailure>) -> HealthApi {
         HealthApi::new(Health::new(

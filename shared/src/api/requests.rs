@@ -1,19 +1,14 @@
 //! The requests API: submit, list, read, follow and cancel requests. Bad
 //! input is a 4xx with the JSON error shape; someone else's request is 404.
 
-use std::sync::Arc;
-
 use lambda_http::http::{header, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{json, route_key, ApiError};
 use crate::auth::{self, AuthMode, Principal};
-use crate::aws::{
-    dynamodb::CatalogTable, requests_table::RequestTable, secrets::Secrets, sfn::Fulfillment,
-};
-use crate::config::{ConfigError, Env};
 use crate::requests::submit::{RequestError, Requests, Submission};
 use crate::requests::ticket::{self, Delivery};
 use crate::requests::{ListQuery, RequestStatus};
@@ -22,16 +17,13 @@ use crate::requests::{ListQuery, RequestStatus};
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 const MAX_KEY_CHARS: usize = 128;
 
-/// The shortest shared secret the JIRA webhook accepts.
-const MIN_WEBHOOK_SECRET: usize = 16;
-
 pub struct RequestsApi {
     requests: Requests,
     auth: AuthMode,
     /// The group IAM-authorised service callers are members of.
     service_group: String,
     /// The shared secret JIRA signs its webhook deliveries with.
-    jira_secret: Option<String>,
+    jira_secret: Option<SecretString>,
 }
 
 #[derive(Deserialize)]
@@ -83,43 +75,9 @@ impl RequestsApi {
     }
 
     /// Accepts JIRA webhook deliveries signed with `secret`.
-    pub fn with_jira_secret(mut self, secret: Option<String>) -> Self {
-        self.jira_secret = secret.filter(|s| !s.is_empty());
+    pub fn with_jira_secret(mut self, secret: Option<SecretString>) -> Self {
+        self.jira_secret = secret.filter(|s| !s.expose_secret().is_empty());
         self
-    }
-
-    /// Reads the configuration and builds the SDK clients, once per process.
-    pub async fn from_env() -> Result<Self, ConfigError> {
-        let env = Env::process();
-        let requests_table = env.required("PAO_REQUESTS_TABLE")?;
-        let catalog_table = env.required("PAO_CATALOG_TABLE")?;
-        let state_machine = env.required("PAO_FULFILLMENT_STATE_MACHINE_ARN")?;
-        let admin_group = env.or("PAO_ADMIN_GROUP", "pao-admins");
-        let service_group = env.or("PAO_SERVICE_GROUP", "services");
-        let auth = AuthMode::from_env()?;
-        let sdk = crate::aws::sdk_config().await;
-        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-        let requests = Requests::new(
-            Arc::new(RequestTable::new(dynamodb.clone(), requests_table)),
-            Arc::new(CatalogTable::new(dynamodb, catalog_table)),
-            Arc::new(Secrets::new(aws_sdk_secretsmanager::Client::new(&sdk))),
-            Arc::new(Fulfillment::new(
-                aws_sdk_sfn::Client::new(&sdk),
-                state_machine,
-            )),
-            admin_group,
-        );
-        let jira_secret = env.or("PAO_JIRA_WEBHOOK_SECRET", "");
-        // Empty turns the webhook off; a short secret would be guessable.
-        if (1..MIN_WEBHOOK_SECRET).contains(&jira_secret.len()) {
-            return Err(ConfigError::Invalid {
-                name: "PAO_JIRA_WEBHOOK_SECRET",
-                reason: format!(
-                    "at least {MIN_WEBHOOK_SECRET} characters, or empty to turn the webhook off"
-                ),
-            });
-        }
-        Ok(Self::new(requests, auth, service_group).with_jira_secret(Some(jira_secret)))
     }
 
     pub async fn handle(&self, req: Request) -> Response<Body> {
@@ -196,9 +154,13 @@ impl RequestsApi {
     }
 
     async fn jira_webhook(&self, req: &Request) -> Result<Response<Body>, ApiError> {
-        let secret = self.jira_secret.as_deref().ok_or_else(|| {
-            ApiError::not_found("the JIRA webhook is not configured (PAO_JIRA_WEBHOOK_SECRET)")
-        })?;
+        let secret = self
+            .jira_secret
+            .as_ref()
+            .map(ExposeSecret::expose_secret)
+            .ok_or_else(|| {
+                ApiError::not_found("the JIRA webhook is not configured (PAO_JIRA_WEBHOOK_SECRET)")
+            })?;
         let body = req.body().as_ref();
         if body.len() > MAX_BODY_BYTES {
             return Err(ApiError::new(

@@ -261,23 +261,6 @@ impl Ingest {
         Self { source, store }
     }
 
-    /// Reads the configuration and builds the SDK clients, once per process.
-    pub async fn from_env() -> Result<Self, crate::config::ConfigError> {
-        use crate::aws::{dynamodb::CatalogTable, s3::CatalogBucket};
-        let config = crate::config::CatalogConfig::from_env()?;
-        let sdk = crate::aws::sdk_config().await;
-        Ok(Self::new(
-            Arc::new(CatalogBucket::new(
-                aws_sdk_s3::Client::new(&sdk),
-                &config.catalog_bucket,
-            )),
-            Arc::new(CatalogTable::new(
-                aws_sdk_dynamodb::Client::new(&sdk),
-                &config.catalog_table,
-            )),
-        ))
-    }
-
     /// Ingests every key an S3 notification names. A store failure fails the
     /// invocation, so Lambda's retry of asynchronous events tries again.
     pub async fn sync_event(&self, event: &S3Notification) -> Result<Vec<Ingested>, StoreError> {

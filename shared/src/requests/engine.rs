@@ -112,19 +112,6 @@ impl Engine {
         Self { store, functions }
     }
 
-    /// Reads the configuration and builds the SDK client, once per process.
-    pub async fn from_env() -> Result<Self, crate::config::ConfigError> {
-        let env = crate::config::Env::process();
-        let table = env.required("PAO_REQUESTS_TABLE")?;
-        let functions = ActionFunctions::from_env(&env)?;
-        let sdk = crate::aws::sdk_config().await;
-        let store = crate::aws::requests_table::RequestTable::new(
-            aws_sdk_dynamodb::Client::new(&sdk),
-            table,
-        );
-        Ok(Self::new(Arc::new(store), functions))
-    }
-
     #[tracing::instrument(skip(self, input), fields(request_id = %input.request_id, step = ?input.step))]
     pub async fn run(&self, input: EngineInput) -> Result<Value, ActionError> {
         let id = &input.request_id;

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 use thiserror::Error;
 
@@ -14,8 +15,9 @@ use super::{is_template, simple, Piece};
 use crate::config::ConfigError;
 
 /// The variables a template may read: `fields`, `header`, `request`, `env`
-/// and `response`, each an object.
-#[derive(Debug, Clone)]
+/// and `response`, each an object. Its `Debug` names no value: `env`
+/// holds secrets.
+#[derive(Clone)]
 pub struct Context {
     root: Value,
     /// `env` names whose values are secrets.
@@ -30,6 +32,14 @@ pub struct RequestVars<'a> {
     pub timestamp: &'a str,
     pub user_id: &'a str,
     pub user_email: &'a str,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("secrets", &self.secrets)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Context {
@@ -53,12 +63,12 @@ impl Context {
                 "timestamp": request.timestamp,
                 "user": {"id": request.user_id, "email": request.user_email, "name": name},
             },
-            "env": env.values,
+            "env": env.exposed(),
             "response": response,
         });
         Self {
             root,
-            secrets: env.secrets.clone(),
+            secrets: env.secrets.keys().cloned().collect(),
         }
     }
 
@@ -300,7 +310,8 @@ fn tera_reason(err: &tera::Error) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct TemplateEnv {
     values: BTreeMap<String, String>,
-    secrets: BTreeSet<String>,
+    /// Never printed: `SecretString`'s `Debug` shows no value.
+    secrets: BTreeMap<String, SecretString>,
 }
 
 const NEVER_READABLE: &[&str] = &["AWS_", "LAMBDA_", "_"];
@@ -329,9 +340,11 @@ impl TemplateEnv {
                     name: variable,
                     reason: format!("`{name}` is listed but not set"),
                 })?;
-                env.values.insert(name.to_string(), value);
                 if secret {
-                    env.secrets.insert(name.to_string());
+                    env.secrets
+                        .insert(name.to_string(), SecretString::from(value));
+                } else {
+                    env.values.insert(name.to_string(), value);
                 }
             }
         }
@@ -340,9 +353,17 @@ impl TemplateEnv {
 
     /// The secret values, for redacting them from anything logged.
     pub fn secret_values(&self) -> impl Iterator<Item = &str> {
-        self.secrets
+        self.secrets.values().map(|value| value.expose_secret())
+    }
+
+    /// The `env` namespace as templates read it: every value, in clear.
+    fn exposed(&self) -> BTreeMap<&str, &str> {
+        let plain = self.values.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let secret = self
+            .secrets
             .iter()
-            .filter_map(|name| self.values.get(name).map(String::as_str))
+            .map(|(k, v)| (k.as_str(), v.expose_secret()));
+        plain.chain(secret).collect()
     }
 }
 

@@ -1,0 +1,240 @@
+//! The composition root of every function: each reads its settings once
+//! (failing fast, naming a missing or invalid variable), builds its
+//! adapters and hands them to the domain, which takes its ports as
+//! arguments and never reads the environment. The function mains call one
+//! builder here each.
+
+use std::sync::Arc;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::actions::http::{HttpDriver, Kind};
+use crate::actions::jira::{Jira, TicketDriver};
+use crate::actions::lifecycle::Lifecycle;
+use crate::api::catalog::CatalogApi;
+use crate::api::health::HealthApi;
+use crate::api::requests::RequestsApi;
+use crate::auth::AuthMode;
+use crate::aws::dynamodb::{CatalogTable, TableProbe};
+use crate::aws::requests_table::RequestTable;
+use crate::aws::s3::{BucketProbe, CatalogBucket};
+use crate::aws::secrets::Secrets;
+use crate::aws::sfn::{Fulfillment, StateMachineProbe};
+use crate::catalog::index::Ingest;
+use crate::catalog::item::ActionType;
+use crate::config::{CatalogConfig, ConfigError, Env, Resources};
+use crate::health::Health;
+use crate::outbound::{AllowList, Egress};
+use crate::requests::engine::{ActionFunctions, Engine};
+use crate::requests::submit::Requests;
+use crate::template::render::TemplateEnv;
+
+/// The catalog API.
+pub async fn catalog_api() -> Result<CatalogApi, ConfigError> {
+    let env = Env::process();
+    let config = CatalogConfig::from(&env)?;
+    let auth = AuthMode::parse(env.0(AuthMode::VARIABLE).as_deref())?;
+    let sdk = crate::aws::sdk_config().await;
+    let store = CatalogTable::new(aws_sdk_dynamodb::Client::new(&sdk), &config.catalog_table);
+    let source = CatalogBucket::new(aws_sdk_s3::Client::new(&sdk), &config.catalog_bucket);
+    Ok(CatalogApi::new(
+        Arc::new(store),
+        Arc::new(source),
+        auth,
+        &config,
+    ))
+}
+
+/// The ingest function, on the catalog bucket's notifications.
+pub async fn catalog_ingest() -> Result<Ingest, ConfigError> {
+    let config = CatalogConfig::from(&Env::process())?;
+    let sdk = crate::aws::sdk_config().await;
+    Ok(Ingest::new(
+        Arc::new(CatalogBucket::new(
+            aws_sdk_s3::Client::new(&sdk),
+            &config.catalog_bucket,
+        )),
+        Arc::new(CatalogTable::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            &config.catalog_table,
+        )),
+    ))
+}
+
+/// The requests API's settings.
+pub struct RequestsSettings {
+    pub requests_table: String,
+    pub catalog_table: String,
+    pub state_machine_arn: String,
+    pub admin_group: String,
+    pub service_group: String,
+    pub auth: AuthMode,
+    /// Signs JIRA's webhook deliveries; `None` turns the webhook off.
+    pub jira_webhook_secret: Option<SecretString>,
+}
+
+/// A webhook secret shorter than this would be guessable.
+const MIN_WEBHOOK_SECRET: usize = 16;
+
+impl RequestsSettings {
+    pub fn read<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let secret = SecretString::from(env.or("PAO_JIRA_WEBHOOK_SECRET", ""));
+        let length = secret.expose_secret().len();
+        // Empty turns the webhook off; a short secret would be guessable.
+        if (1..MIN_WEBHOOK_SECRET).contains(&length) {
+            return Err(ConfigError::Invalid {
+                name: "PAO_JIRA_WEBHOOK_SECRET",
+                reason: format!(
+                    "at least {MIN_WEBHOOK_SECRET} characters, or empty to turn the webhook off"
+                ),
+            });
+        }
+        Ok(Self {
+            requests_table: env.required("PAO_REQUESTS_TABLE")?,
+            catalog_table: env.required("PAO_CATALOG_TABLE")?,
+            state_machine_arn: env.required("PAO_FULFILLMENT_STATE_MACHINE_ARN")?,
+            admin_group: env.or("PAO_ADMIN_GROUP", "pao-admins"),
+            service_group: env.or("PAO_SERVICE_GROUP", "services"),
+            auth: AuthMode::parse(env.0(AuthMode::VARIABLE).as_deref())?,
+            jira_webhook_secret: (length > 0).then_some(secret),
+        })
+    }
+}
+
+/// The requests API.
+pub async fn requests_api() -> Result<RequestsApi, ConfigError> {
+    let settings = RequestsSettings::read(&Env::process())?;
+    let sdk = crate::aws::sdk_config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let requests = Requests::new(
+        Arc::new(RequestTable::new(dynamodb.clone(), settings.requests_table)),
+        Arc::new(CatalogTable::new(dynamodb, settings.catalog_table)),
+        Arc::new(Secrets::new(aws_sdk_secretsmanager::Client::new(&sdk))),
+        Arc::new(Fulfillment::new(
+            aws_sdk_sfn::Client::new(&sdk),
+            settings.state_machine_arn,
+        )),
+        settings.admin_group,
+    );
+    Ok(
+        RequestsApi::new(requests, settings.auth, settings.service_group)
+            .with_jira_secret(settings.jira_webhook_secret),
+    )
+}
+
+/// The fulfilment engine's steps.
+pub async fn fulfillment_engine() -> Result<Engine, ConfigError> {
+    let env = Env::process();
+    let table = env.required("PAO_REQUESTS_TABLE")?;
+    let functions = ActionFunctions::from_env(&env)?;
+    let sdk = crate::aws::sdk_config().await;
+    let store = RequestTable::new(aws_sdk_dynamodb::Client::new(&sdk), table);
+    Ok(Engine::new(Arc::new(store), functions))
+}
+
+/// The health API, probing what every function depends on.
+pub async fn health_api() -> Result<HealthApi, ConfigError> {
+    let resources = Resources::from_lookup(Env::process().0)?;
+    let sdk = crate::aws::sdk_config().await;
+    let health = Health::new(
+        vec![
+            Arc::new(TableProbe::new(
+                aws_sdk_dynamodb::Client::new(&sdk),
+                resources.requests_table,
+            )),
+            Arc::new(BucketProbe::new(
+                aws_sdk_s3::Client::new(&sdk),
+                resources.catalog_bucket,
+            )),
+            Arc::new(StateMachineProbe::new(
+                aws_sdk_sfn::Client::new(&sdk),
+                resources.selftest_state_machine_arn,
+            )),
+        ],
+        crate::api::health::PROBE_TIMEOUT,
+    );
+    Ok(HealthApi::new(health))
+}
+
+/// What every action function reads.
+pub struct ActionSettings {
+    pub requests_table: String,
+    pub template_env: TemplateEnv,
+    /// `PAO_MAX_WAIT_SECONDS`: the longest wait between polls (default
+    /// 300); the local stack sets a few seconds.
+    pub max_wait_seconds: u32,
+}
+
+impl ActionSettings {
+    pub const MAX_WAIT: &'static str = "PAO_MAX_WAIT_SECONDS";
+
+    pub fn read<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let max_wait = env.number(Self::MAX_WAIT, 300)?;
+        Ok(Self {
+            requests_table: env.required("PAO_REQUESTS_TABLE")?,
+            template_env: TemplateEnv::from_env(&env.0)?,
+            max_wait_seconds: u32::try_from(max_wait.clamp(1, 3600)).unwrap_or(300),
+        })
+    }
+}
+
+/// What every action function builds from its settings: the SDK
+/// configuration its clients share and the requests table.
+pub struct Base {
+    pub sdk: aws_config::SdkConfig,
+    pub store: Arc<RequestTable>,
+    settings: ActionSettings,
+}
+
+impl Base {
+    /// Reads the settings and builds the shared parts, once per process.
+    pub async fn build<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let settings = ActionSettings::read(env)?;
+        let sdk = crate::aws::sdk_config().await;
+        let store = Arc::new(RequestTable::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            settings.requests_table.clone(),
+        ));
+        Ok(Self {
+            sdk,
+            store,
+            settings,
+        })
+    }
+
+    /// The lifecycle, with no driver yet.
+    pub fn lifecycle(&self) -> Lifecycle {
+        let secrets = Secrets::new(aws_sdk_secretsmanager::Client::new(&self.sdk));
+        Lifecycle::new(
+            self.store.clone(),
+            Arc::new(secrets),
+            self.settings.template_env.clone(),
+            self.settings.max_wait_seconds,
+        )
+    }
+}
+
+/// The HTTP action function: rest-api, webhook and the manual ticket.
+pub async fn http_action() -> Result<Lifecycle, ConfigError> {
+    let env = Env::process();
+    let base = Base::build(&env).await?;
+    let allow = AllowList::parse(&env.or(AllowList::VARIABLE, ""))?;
+    let egress = Egress::new(allow).map_err(|err| ConfigError::Invalid {
+        name: AllowList::VARIABLE,
+        reason: format!("the guarded HTTP client cannot be built: {err}"),
+    })?;
+    let jira = Jira::from_env(&env, egress.clone())?;
+    let redact: Vec<String> = base
+        .settings
+        .template_env
+        .secret_values()
+        .map(str::to_string)
+        .collect();
+    let http = |kind| Arc::new(HttpDriver::new(kind, egress.clone(), redact.clone()));
+    let ticket = TicketDriver::new(jira, base.store.clone());
+    Ok(base
+        .lifecycle()
+        .with(ActionType::RestApi, http(Kind::RestApi))
+        .with(ActionType::Webhook, http(Kind::Webhook))
+        .with(ActionType::JiraTicket, Arc::new(ticket)))
+}
