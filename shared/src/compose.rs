@@ -26,7 +26,7 @@ use crate::config::{CatalogConfig, ConfigError, Env, Resources};
 use crate::health::Health;
 use crate::outbound::{AllowList, Egress};
 use crate::requests::engine::{ActionFunctions, Engine};
-use crate::requests::submit::Requests;
+use crate::requests::service::Requests;
 use crate::template::render::TemplateEnv;
 
 /// The catalog API.

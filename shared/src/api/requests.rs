@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::{json, route_key, ApiError};
 use crate::auth::{self, AuthMode, Principal};
-use crate::requests::submit::{RequestError, Requests, Submission};
+use crate::requests::service::{RequestError, Requests, Submission};
 use crate::requests::ticket::{self, Delivery};
 use crate::requests::{ListQuery, RequestStatus};
 

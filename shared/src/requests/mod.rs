@@ -6,8 +6,8 @@
 pub mod engine;
 pub mod fields;
 pub mod fulfilment;
+pub mod service;
 pub mod status;
-pub mod submit;
 pub mod ticket;
 
 use std::collections::BTreeMap;
