@@ -63,7 +63,8 @@ pub trait Journal: Send + Sync {
     async fn log(&self, level: Level, message: &str) -> Result<(), ActionError>;
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
 pub enum Level {
     Info,
     Warn,
@@ -72,11 +73,7 @@ pub enum Level {
 
 impl Level {
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Info => "info",
-            Self::Warn => "warn",
-            Self::Error => "error",
-        }
+        self.into()
     }
 }
 

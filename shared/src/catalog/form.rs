@@ -577,7 +577,7 @@ mod tests {
 
     #[test]
     fn every_field_type_has_its_schema_and_widget() {
-        for kind in FieldType::ALL {
+        for &kind in FieldType::ALL {
             let (field, expected, expected_ui) = case(kind);
             let item = item(json!([]), json!([field]));
             let Form { schema, ui_schema } = form(&item);

@@ -56,7 +56,19 @@ pub struct Group {
     pub description: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "kebab-case")]
 #[serde(rename_all = "kebab-case")]
 pub enum FieldType {
     String,
@@ -77,42 +89,10 @@ pub enum FieldType {
 }
 
 impl FieldType {
-    pub const ALL: [FieldType; 15] = [
-        Self::String,
-        Self::Text,
-        Self::Integer,
-        Self::Number,
-        Self::Boolean,
-        Self::Selection,
-        Self::MultiSelection,
-        Self::Date,
-        Self::Datetime,
-        Self::Email,
-        Self::Url,
-        Self::Password,
-        Self::File,
-        Self::Json,
-        Self::Yaml,
-    ];
+    pub const ALL: &'static [FieldType] = <Self as strum::VariantArray>::VARIANTS;
 
     pub fn name(self) -> &'static str {
-        match self {
-            Self::String => "string",
-            Self::Text => "text",
-            Self::Integer => "integer",
-            Self::Number => "number",
-            Self::Boolean => "boolean",
-            Self::Selection => "selection",
-            Self::MultiSelection => "multi-selection",
-            Self::Date => "date",
-            Self::Datetime => "datetime",
-            Self::Email => "email",
-            Self::Url => "url",
-            Self::Password => "password",
-            Self::File => "file",
-            Self::Json => "json",
-            Self::Yaml => "yaml",
-        }
+        self.into()
     }
 
     /// Types whose value is text a `pattern` can test.
@@ -330,7 +310,21 @@ impl Retry {
 
 /// The action types PAO runs: the one list. The item schema's `enum` and the
 /// config schemas in `catalog/schema/actions/` are kept equal to it by tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "kebab-case")]
 #[serde(rename_all = "kebab-case")]
 pub enum ActionType {
     JiraTicket,
@@ -346,32 +340,10 @@ pub enum ActionType {
 }
 
 impl ActionType {
-    pub const ALL: [ActionType; 10] = [
-        Self::JiraTicket,
-        Self::RestApi,
-        Self::Webhook,
-        Self::GithubWorkflow,
-        Self::Terraform,
-        Self::AwsNetwork,
-        Self::AwsRdsPostgres,
-        Self::AwsSecret,
-        Self::AwsEksCluster,
-        Self::KubernetesDeploy,
-    ];
+    pub const ALL: &'static [ActionType] = <Self as strum::VariantArray>::VARIANTS;
 
     pub fn name(self) -> &'static str {
-        match self {
-            Self::JiraTicket => "jira-ticket",
-            Self::RestApi => "rest-api",
-            Self::Webhook => "webhook",
-            Self::GithubWorkflow => "github-workflow",
-            Self::Terraform => "terraform",
-            Self::AwsNetwork => "aws-network",
-            Self::AwsRdsPostgres => "aws-rds-postgres",
-            Self::AwsSecret => "aws-secret",
-            Self::AwsEksCluster => "aws-eks-cluster",
-            Self::KubernetesDeploy => "kubernetes-deploy",
-        }
+        self.into()
     }
 
     /// The outputs an action of this type always produces; `rest-api` adds

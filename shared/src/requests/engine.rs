@@ -64,7 +64,7 @@ impl ActionFunctions {
         .map(|kind| (kind, http.clone()))
         .into_iter()
         .collect();
-        for kind in ActionType::ALL {
+        for &kind in ActionType::ALL {
             let function = env.or(&Self::variable(kind), "");
             if !function.is_empty() {
                 functions.insert(kind, function);

@@ -94,7 +94,7 @@ impl Plan {
 }
 
 /// Where an action stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
 pub enum ActionStatus {
     Running,
     Succeeded,
@@ -105,13 +105,7 @@ pub enum ActionStatus {
 
 impl ActionStatus {
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Running => "Running",
-            Self::Succeeded => "Succeeded",
-            Self::Failed => "Failed",
-            Self::Compensating => "Compensating",
-            Self::Compensated => "Compensated",
-        }
+        self.into()
     }
 }
 

@@ -7,7 +7,20 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 pub enum RequestStatus {
     Submitted,
     Validated,
@@ -23,30 +36,10 @@ pub enum RequestStatus {
 use RequestStatus::*;
 
 impl RequestStatus {
-    pub const ALL: [RequestStatus; 9] = [
-        Submitted,
-        Validated,
-        Queued,
-        InProgress,
-        Completed,
-        Failed,
-        Cancelled,
-        RollingBack,
-        RolledBack,
-    ];
+    pub const ALL: &'static [RequestStatus] = <Self as strum::VariantArray>::VARIANTS;
 
     pub fn name(self) -> &'static str {
-        match self {
-            Submitted => "Submitted",
-            Validated => "Validated",
-            Queued => "Queued",
-            InProgress => "InProgress",
-            Completed => "Completed",
-            Failed => "Failed",
-            Cancelled => "Cancelled",
-            RollingBack => "RollingBack",
-            RolledBack => "RolledBack",
-        }
+        self.into()
     }
 
     /// The allowed transitions: the lifecycle
@@ -84,7 +77,8 @@ impl FromStr for RequestStatus {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         Self::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .find(|status| status.name() == text)
             .ok_or_else(|| {
                 let names: Vec<&str> = Self::ALL.iter().map(|s| s.name()).collect();
@@ -124,8 +118,8 @@ mod tests {
 
     #[test]
     fn every_pair_of_statuses_is_allowed_exactly_when_listed() {
-        for from in RequestStatus::ALL {
-            for to in RequestStatus::ALL {
+        for &from in RequestStatus::ALL {
+            for &to in RequestStatus::ALL {
                 assert_eq!(
                     from.can_become(to),
                     ALLOWED.contains(&(from, to)),
@@ -137,7 +131,7 @@ mod tests {
 
     #[test]
     fn no_status_becomes_itself() {
-        for status in RequestStatus::ALL {
+        for &status in RequestStatus::ALL {
             assert!(!status.can_become(status), "{status}");
         }
     }
@@ -145,7 +139,8 @@ mod tests {
     #[test]
     fn terminal_statuses_are_those_nothing_runs_after() {
         let terminal: Vec<_> = RequestStatus::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .filter(|s| s.is_terminal())
             .collect();
         assert_eq!(terminal, [Completed, Failed, Cancelled, RolledBack]);
@@ -159,7 +154,7 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_unknown_names_are_refused() {
-        for status in RequestStatus::ALL {
+        for &status in RequestStatus::ALL {
             assert_eq!(status.name().parse::<RequestStatus>().unwrap(), status);
             assert_eq!(serde_json::to_value(status).unwrap(), status.name());
         }
