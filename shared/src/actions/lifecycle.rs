@@ -602,27 +602,5 @@ pub fn backoff(policy: &Retry, attempt: u32, throttled: bool) -> Option<u32> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_stops_at_the_policy_limit() {
-        let policy = Retry {
-            max_attempts: 4,
-            interval_seconds: 10,
-            backoff_rate: 2.0,
-        };
-        let waits: Vec<u32> = (1..=3)
-            .map(|attempt| backoff(&policy, attempt, false).unwrap())
-            .collect();
-        for (wait, base) in waits.iter().zip([10.0, 20.0, 40.0]) {
-            assert!(
-                (base * 0.75..=base * 1.25).contains(&f64::from(*wait)),
-                "{waits:?}"
-            );
-        }
-        assert_eq!(backoff(&policy, 4, false), None);
-        let throttled = backoff(&policy, 1, true).unwrap();
-        assert!((15..=25).contains(&throttled), "{throttled}");
-    }
-}
+#[path = "lifecycle_tests.rs"]
+mod tests;
