@@ -269,6 +269,7 @@ impl Lifecycle {
             failures: running.map_or(0, |r| r.failures),
             polling: running.is_some_and(|r| r.polling),
             waiting_for: running.and_then(|r| r.waiting_for.clone()),
+            compensating_from: None,
             outputs: Map::new(),
             error: None,
             started_at: running.map_or_else(now, |r| r.started_at.clone()),
@@ -472,10 +473,15 @@ impl Lifecycle {
             };
         };
         let claimed_from = record.status;
+        // A compensation taken up again returns, if it must, to where the
+        // first one started (a failed action stays Failed).
         let kept_as = match claimed_from {
-            ActionStatus::Compensating => ActionStatus::Succeeded,
+            ActionStatus::Compensating => {
+                record.compensating_from.unwrap_or(ActionStatus::Succeeded)
+            }
             other => other,
         };
+        record.compensating_from = Some(kept_as);
         record.status = ActionStatus::Compensating;
         record.attempt_started_at = Some(now());
         if !self
@@ -513,6 +519,7 @@ impl Lifecycle {
                 record.status = ActionStatus::Compensated;
                 record.finished_at = Some(now());
                 record.waiting_for = None;
+                record.compensating_from = None;
                 self.store.put_action(id, &record, guard).await?;
                 let message = format!("compensated: {described}");
                 self.log(id, action_id, "info", &message).await?;
@@ -523,6 +530,7 @@ impl Lifecycle {
                 // Nothing PAO made is taken back: the action stays as it
                 // was, and a retry does not repeat it.
                 record.status = kept_as;
+                record.compensating_from = None;
                 self.store.put_action(id, &record, guard).await?;
                 self.log(id, action_id, "info", &format!("kept: {reason}"))
                     .await?;
@@ -548,6 +556,7 @@ impl Lifecycle {
             Err(err) => {
                 // Back as it was, so the state machine's retry can claim it again.
                 record.status = kept_as;
+                record.compensating_from = None;
                 self.store.put_action(id, &record, guard).await?;
                 let message = format!("compensation failed: {err}");
                 self.log(id, action_id, "error", &message).await?;
@@ -602,27 +611,5 @@ pub fn backoff(policy: &Retry, attempt: u32, throttled: bool) -> Option<u32> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_stops_at_the_policy_limit() {
-        let policy = Retry {
-            max_attempts: 4,
-            interval_seconds: 10,
-            backoff_rate: 2.0,
-        };
-        let waits: Vec<u32> = (1..=3)
-            .map(|attempt| backoff(&policy, attempt, false).unwrap())
-            .collect();
-        for (wait, base) in waits.iter().zip([10.0, 20.0, 40.0]) {
-            assert!(
-                (base * 0.75..=base * 1.25).contains(&f64::from(*wait)),
-                "{waits:?}"
-            );
-        }
-        assert_eq!(backoff(&policy, 4, false), None);
-        let throttled = backoff(&policy, 1, true).unwrap();
-        assert!((15..=25).contains(&throttled), "{throttled}");
-    }
-}
+#[path = "lifecycle_tests.rs"]
+mod tests;

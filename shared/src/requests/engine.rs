@@ -380,47 +380,5 @@ fn failure_reason(error: Option<&Value>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reasons_read_the_lambda_error_message() {
-        let error = json!({"Error": "Fatal", "Cause": "{\"errorType\":\"Fatal\",\"errorMessage\":\"quota exceeded\"}"});
-        assert_eq!(failure_reason(Some(&error)), "Fatal: quota exceeded");
-        assert_eq!(
-            failure_reason(Some(&json!({"Error": "States.Timeout"}))),
-            "States.Timeout"
-        );
-        assert_eq!(failure_reason(None), "unknown error");
-    }
-
-    /// Undo waits for an action call under way by failing with Retryable:
-    /// the state machine's retries must outlast the longest such call, or
-    /// a cancellation would give up before the call could be compensated.
-    #[test]
-    fn undo_retries_outlast_a_call_under_way() {
-        let asl: Value =
-            serde_json::from_str(include_str!("../../../statemachines/fulfillment.asl.json"))
-                .unwrap();
-        let retry = &asl["States"]["Undo"]["Retry"][0];
-        assert!(retry["ErrorEquals"]
-            .as_array()
-            .unwrap()
-            .contains(&json!("Retryable")));
-        assert!(
-            retry.get("JitterStrategy").is_none(),
-            "jitter shortens the waits"
-        );
-        let (mut wait, mut total) = (retry["IntervalSeconds"].as_f64().unwrap(), 0.0);
-        for _ in 0..retry["MaxAttempts"].as_u64().unwrap() {
-            total += wait.min(retry["MaxDelaySeconds"].as_f64().unwrap());
-            wait *= retry["BackoffRate"].as_f64().unwrap();
-        }
-        let lost_after = crate::requests::fulfilment::LOST_AFTER_SECONDS;
-        assert!(
-            total > lost_after,
-            "{total} s of retries, calls lost after {lost_after} s"
-        );
-        assert!(asl["States"]["Undo"]["Catch"][0]["Next"] == "MarkFailed");
-    }
-}
+#[path = "engine_tests.rs"]
+mod tests;

@@ -129,6 +129,10 @@ pub struct ActionRecord {
     /// What the action (or its compensation) last said it waits for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<String>,
+    /// While compensating: the status it had before, which it returns to
+    /// when compensation keeps the action or fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compensating_from: Option<ActionStatus>,
     #[serde(default)]
     pub outputs: Map<String, Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -338,6 +342,7 @@ mod tests {
             failures: 0,
             polling: false,
             waiting_for: None,
+            compensating_from: None,
             outputs: Map::new(),
             error: None,
             started_at: "2026-11-23T10:00:00Z".to_string(),
@@ -366,6 +371,7 @@ mod tests {
             failures: 0,
             polling: false,
             waiting_for: None,
+            compensating_from: None,
             outputs: Map::new(),
             error: None,
             started_at: "t".to_string(),

@@ -6,6 +6,7 @@
 pub mod engine;
 pub mod fields;
 pub mod fulfilment;
+pub mod memory;
 pub mod service;
 pub mod status;
 pub mod ticket;
