@@ -153,6 +153,8 @@ class Template:
             return f"arn:aws:s3:::{name}"
         if kind == "AWS::Logs::LogGroup":
             return f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{name}"
+        if kind == "AWS::IAM::Role":
+            return f"arn:aws:iam::{ACCOUNT_ID}:role/{name}"
         raise TemplateError(f"no local ARN for {logical_id} ({kind})")
 
     def ref(self, name: str) -> str:

@@ -360,6 +360,7 @@ impl ActionType {
                 "private_subnet_ids",
                 "public_subnet_ids",
                 "security_group_id",
+                "database_security_group_id",
             ],
             Self::AwsRdsPostgres => &[
                 "endpoint",
