@@ -2,8 +2,12 @@
 //! `{request_id, action_id, op, attempt}` in, `{done, wait_seconds,
 //! outputs}` out, carried out around a [`Driver`]. Written once here:
 //! - claims: every start, success, failure and compensation is a
-//!   conditional write of the action's record, so a duplicate delivery
-//!   and a second execution never both act;
+//!   conditional write of the action's record, so a start after success
+//!   answers from the record, and a cancellation and a failing execution
+//!   never compensate at once. Starts are not exclusive: the state
+//!   machine retrying a call whose function died calls the driver again
+//!   while the old call may still count as under way, which is why every
+//!   driver is idempotent;
 //! - the cancellation check, the config's context, the resource ledger
 //!   (the driver records each resource through its [`Journal`]);
 //! - secret outputs, moved to Secrets Manager before anything stores them;
@@ -271,6 +275,7 @@ impl Lifecycle {
             waiting_for: running.and_then(|r| r.waiting_for.clone()),
             compensating_from: None,
             outputs: Map::new(),
+            secret_outputs: Vec::new(),
             error: None,
             started_at: running.map_or_else(now, |r| r.started_at.clone()),
             finished_at: None,
@@ -316,7 +321,12 @@ impl Lifecycle {
             Ok(Progress::Done(outputs)) => self
                 .keep_secrets(id, action_id, &outputs.secret, outputs.values)
                 .await
-                .map(|values| Progress::Done(super::driver::Outputs::new(values))),
+                .map(|values| {
+                    Progress::Done(super::driver::Outputs {
+                        values,
+                        secret: outputs.secret,
+                    })
+                }),
             other => other,
         }
         .map_err(|err| self.blank(err));
@@ -325,6 +335,7 @@ impl Lifecycle {
             Ok(Progress::Done(outputs)) => {
                 record.status = ActionStatus::Succeeded;
                 record.outputs = outputs.values.clone();
+                record.secret_outputs = outputs.secret;
                 record.waiting_for = None;
                 self.store
                     .put_action(id, &record, Guard::Is(ActionStatus::Running))
@@ -420,10 +431,12 @@ impl Lifecycle {
     /// that was undone: they describe something that no longer exists. A
     /// failure is logged for an operator rather than failing compensation,
     /// whose call has been made.
-    async fn delete_secrets(&self, job: &Job) -> Result<(), ActionError> {
+    async fn delete_secrets(&self, job: &Job, record: &ActionRecord) -> Result<(), ActionError> {
         let id = &job.request.id;
         let action_id = &job.action.id;
-        let names = job
+        // Those the record kept, and those the config names (records
+        // written before the record kept them).
+        let configured = job
             .action
             .config
             .get("secret_outputs")
@@ -431,6 +444,12 @@ impl Lifecycle {
             .into_iter()
             .flatten()
             .filter_map(Value::as_str);
+        let names: std::collections::BTreeSet<&str> = record
+            .secret_outputs
+            .iter()
+            .map(String::as_str)
+            .chain(configured)
+            .collect();
         for name in names {
             let secret = secret_name(id, action_id, name);
             let (level, message) = match self.secrets.delete(&secret).await {
@@ -523,7 +542,7 @@ impl Lifecycle {
                 self.store.put_action(id, &record, guard).await?;
                 let message = format!("compensated: {described}");
                 self.log(id, action_id, "info", &message).await?;
-                self.delete_secrets(job).await?;
+                self.delete_secrets(job, &record).await?;
                 Ok(ActionOutput::done(Map::new()))
             }
             Ok(Undone::Kept(reason)) => {

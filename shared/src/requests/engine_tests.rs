@@ -132,6 +132,7 @@ fn record(action_id: &str, kind: ActionType, status: ActionStatus, finished: &st
         waiting_for: None,
         compensating_from: None,
         outputs: Map::new(),
+        secret_outputs: Vec::new(),
         error: None,
         started_at: "2026-11-23T10:00:00.000000Z".to_string(),
         finished_at: Some(finished.to_string()),

@@ -135,6 +135,10 @@ pub struct ActionRecord {
     pub compensating_from: Option<ActionStatus>,
     #[serde(default)]
     pub outputs: Map<String, Value>,
+    /// The outputs kept in Secrets Manager (their values are ARNs), deleted
+    /// when the action is undone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_outputs: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub started_at: String,
@@ -344,6 +348,7 @@ mod tests {
             waiting_for: None,
             compensating_from: None,
             outputs: Map::new(),
+            secret_outputs: Vec::new(),
             error: None,
             started_at: "2026-11-23T10:00:00Z".to_string(),
             finished_at: None,
@@ -373,6 +378,7 @@ mod tests {
             waiting_for: None,
             compensating_from: None,
             outputs: Map::new(),
+            secret_outputs: Vec::new(),
             error: None,
             started_at: "t".to_string(),
             finished_at: Some(finished.to_string()),

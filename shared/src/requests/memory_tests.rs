@@ -71,6 +71,7 @@ fn record(action_id: &str, status: ActionStatus) -> ActionRecord {
         waiting_for: None,
         compensating_from: None,
         outputs: Map::new(),
+        secret_outputs: Vec::new(),
         error: None,
         started_at: "2026-11-23T10:00:00Z".to_string(),
         finished_at: None,
