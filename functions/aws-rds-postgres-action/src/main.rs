@@ -1,0 +1,16 @@
+//! The aws-rds-postgres action function: an RDS for PostgreSQL instance with
+//! its subnet and parameter groups (see `pao::drivers::rds`).
+
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use pao::action::ActionInput;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    pao::telemetry::init();
+    let lifecycle = pao::drivers::rds::function().await?;
+    let lifecycle = &lifecycle;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ActionInput>| async move { lifecycle.run(event.payload).await },
+    ))
+    .await
+}
