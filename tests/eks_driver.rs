@@ -254,7 +254,7 @@ async fn a_cluster_is_made_once_with_deploy_access_and_node_groups_and_undone_co
         Progress::Done(pao::actions::driver::Outputs::new(outputs.clone()))
     );
     assert!(again.resources().is_empty(), "{:?}", again.resources());
-    assert_eq!(tagged(&eks, &request).await, [name.clone()]);
+    assert_eq!(tagged(&eks, &request).await, vec![name.clone()]);
     let groups = eks
         .list_nodegroups()
         .cluster_name(&name)
