@@ -17,7 +17,9 @@ bucket creates a delete marker, for which S3 sends
 Functions: moto's SendTaskFailure handler drops the `cause`, so a failed
 task lost its reason; it is passed on here. Faults the tests inject by tag
 (an RDS instance or EKS cluster or node group in a failed state) are in
-moto_faults.py.
+moto_faults.py. EKS: moto has no access entries or access policies, and
+drops a cluster's `accessConfig`; both are kept here in memory, with the
+cluster (see `eks_access_entries`).
 
 Usage: moto_launcher.py --port PORT --lambda-url http://127.0.0.1:LAMBDA_PORT
 """
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import threading
 import urllib.error
@@ -38,6 +41,16 @@ from moto.awslambda.models import LambdaFunction
 from moto.dynamodb.models import DynamoDBBackend
 from moto.s3 import notifications
 from moto.core.responses import ActionResult, EmptyResult
+from moto.core.utils import utcnow
+from moto.eks import urls as eks_urls
+from moto.eks.exceptions import (
+    InvalidParameterException,
+    InvalidRequestException,
+    ResourceInUseException,
+    ResourceNotFoundException,
+)
+from moto.eks.responses import EKSResponse
+from moto.moto_api._internal import mock_random
 from moto.s3.models import S3Backend
 from moto.stepfunctions.responses import StepFunctionResponse
 
@@ -130,6 +143,202 @@ def pass_task_failure_cause() -> None:
     StepFunctionResponse.send_task_failure = send_task_failure
 
 
+# ---------------------------------------------------------------- EKS access entries
+# What the EKS API does with access entries (CreateAccessEntry, DescribeAccessEntry,
+# ListAccessEntries, DeleteAccessEntry) and their access policies (AssociateAccessPolicy,
+# ListAssociatedAccessPolicies, DisassociateAccessPolicy), which moto 5.2 lacks: kept on the
+# cluster, so they go with it. Not reproduced: the cluster creator's own bootstrap entry,
+# node-type entries' Kubernetes groups, and anything Kubernetes does with an entry.
+
+_PRINCIPAL = re.compile(r"^arn:([^:]+):iam::(\d{12}):(role|user)/(?:.*/)?([^/]+)$")
+_ACCESS_POLICY = re.compile(r"^arn:[^:]+:eks::aws:cluster-access-policy/[A-Za-z0-9]+$")
+_ENTRY_TYPES = {"STANDARD", "EC2", "EC2_LINUX", "EC2_WINDOWS", "FARGATE_LINUX", "HYBRID_LINUX"}
+_API_MODES = ("API", "API_AND_CONFIG_MAP")
+
+
+def _entries(response: EKSResponse) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """The cluster named in the path and its access entries, by principal ARN."""
+    name = response._get_param("name") or response._get_param("clusterName")
+    cluster = response.eks_backend.clusters.get(name)
+    if cluster is None:
+        raise ResourceNotFoundException(
+            clusterName=name, nodegroupName=None, fargateProfileName=None, addonName=None,
+            message=f"No cluster found for name: {name}.",
+        )
+    if not hasattr(cluster, "access_entries"):
+        cluster.access_entries = {}
+    return cluster, cluster.access_entries
+
+
+def _entry(response: EKSResponse) -> tuple[Any, dict[str, Any]]:
+    cluster, entries = _entries(response)
+    principal = response._get_param("principalArn")
+    entry = entries.get(principal)
+    if entry is None:
+        raise ResourceNotFoundException(
+            clusterName=cluster.name, nodegroupName=None, fargateProfileName=None, addonName=None,
+            message=f"The specified principalArn could not be found: {principal}",
+        )
+    return cluster, entry
+
+
+def _public(entry: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in entry.items() if key != "policies"}
+
+
+def create_cluster_keeping_access_config(original):
+    def create_cluster(self: EKSResponse) -> ActionResult:
+        result = original(self)
+        cluster = self.eks_backend.clusters[self._get_param("name")]
+        requested = self._get_param("accessConfig") or {}
+        # The EKS API's defaults when a CreateCluster call leaves them out.
+        cluster.access_config = {
+            "authenticationMode": requested.get("authenticationMode", "CONFIG_MAP"),
+            "bootstrapClusterCreatorAdminPermissions": requested.get(
+                "bootstrapClusterCreatorAdminPermissions", True
+            ),
+        }
+        cluster.access_entries = {}
+        return result
+
+    return create_cluster
+
+
+def create_access_entry(self: EKSResponse) -> ActionResult:
+    cluster, entries = _entries(self)
+    mode = getattr(cluster, "access_config", {}).get("authenticationMode", "CONFIG_MAP")
+    if mode not in _API_MODES:
+        raise InvalidRequestException(
+            message="The cluster's authentication mode must be set to one of [API, API_AND_CONFIG_MAP] "
+            "to perform this operation."
+        )
+    principal = self._get_param("principalArn") or ""
+    matched = _PRINCIPAL.match(principal)
+    if matched is None:
+        raise InvalidParameterException(message=f"The principalArn {principal} is not a valid IAM principal ARN.")
+    kind = self._get_param("type") or "STANDARD"
+    if kind not in _ENTRY_TYPES:
+        raise InvalidParameterException(message=f"The type {kind} is not a valid access entry type.")
+    if principal in entries:
+        raise ResourceInUseException(
+            clusterName=cluster.name, nodegroupName=None, addonName=None,
+            message="The specified access entry resource is already in use on this cluster.",
+        )
+    partition, account, identity, name = matched.groups()
+    username = self._get_param("username") or (
+        f"arn:{partition}:sts::{account}:assumed-role/{name}/{{{{SessionName}}}}" if identity == "role" else principal
+    )
+    now = utcnow()
+    region, owner = self.eks_backend.region_name, self.eks_backend.account_id
+    entries[principal] = {
+        "clusterName": cluster.name,
+        "principalArn": principal,
+        "kubernetesGroups": self._get_param("kubernetesGroups") or [],
+        "accessEntryArn": f"arn:{partition}:eks:{region}:{owner}:access-entry/{cluster.name}/{identity}/"
+        f"{account}/{name}/{mock_random.uuid4()}",
+        "createdAt": now,
+        "modifiedAt": now,
+        "tags": self._get_param("tags") or {},
+        "username": username,
+        "type": kind,
+        "policies": {},
+    }
+    return ActionResult({"accessEntry": _public(entries[principal])})
+
+
+def describe_access_entry(self: EKSResponse) -> ActionResult:
+    _, entry = _entry(self)
+    return ActionResult({"accessEntry": _public(entry)})
+
+
+def list_access_entries(self: EKSResponse) -> ActionResult:
+    _, entries = _entries(self)
+    policy = self._get_param("associatedPolicyArn")
+    principals = sorted(p for p, e in entries.items() if policy is None or policy in e["policies"])
+    return ActionResult({"accessEntries": principals})
+
+
+def delete_access_entry(self: EKSResponse) -> ActionResult:
+    cluster, entry = _entry(self)
+    del cluster.access_entries[entry["principalArn"]]
+    return EmptyResult()
+
+
+def associate_access_policy(self: EKSResponse) -> ActionResult:
+    cluster, entry = _entry(self)
+    policy = self._get_param("policyArn") or ""
+    if not _ACCESS_POLICY.match(policy):
+        raise InvalidParameterException(message=f"The policyArn {policy} is not a valid access policy ARN.")
+    if entry["type"] != "STANDARD":
+        raise InvalidRequestException(message="Access policies can only be associated with STANDARD access entries.")
+    scope = self._get_param("accessScope") or {}
+    namespaces = scope.get("namespaces") or []
+    if scope.get("type") not in ("cluster", "namespace") or (scope.get("type") == "namespace") != bool(namespaces):
+        raise InvalidParameterException(
+            message="accessScope: type cluster takes no namespaces; type namespace needs at least one."
+        )
+    now = utcnow()
+    previous = entry["policies"].get(policy)
+    # Associating a policy again replaces its scope.
+    entry["policies"][policy] = {
+        "policyArn": policy,
+        "accessScope": {"type": scope["type"], "namespaces": namespaces},
+        "associatedAt": previous["associatedAt"] if previous else now,
+        "modifiedAt": now,
+    }
+    return ActionResult(
+        {
+            "clusterName": cluster.name,
+            "principalArn": entry["principalArn"],
+            "associatedAccessPolicy": entry["policies"][policy],
+        }
+    )
+
+
+def list_associated_access_policies(self: EKSResponse) -> ActionResult:
+    cluster, entry = _entry(self)
+    return ActionResult(
+        {
+            "clusterName": cluster.name,
+            "principalArn": entry["principalArn"],
+            "associatedAccessPolicies": list(entry["policies"].values()),
+        }
+    )
+
+
+def disassociate_access_policy(self: EKSResponse) -> ActionResult:
+    _, entry = _entry(self)
+    policy = self._get_param("policyArn")
+    if entry["policies"].pop(policy, None) is None:
+        raise ResourceNotFoundException(
+            clusterName=entry["clusterName"], nodegroupName=None, fargateProfileName=None, addonName=None,
+            message=f"The access policy {policy} is not associated with {entry['principalArn']}.",
+        )
+    return EmptyResult()
+
+
+def eks_access_entries() -> None:
+    # A principal ARN holds `/`: the paths take the rest of the URL, and
+    # the service's own model tells the operations apart.
+    eks_urls.url_paths.update(
+        {
+            "{0}/clusters/(?P<name>[^/]+)/access-entries$": EKSResponse.dispatch,
+            "{0}/clusters/(?P<name>[^/]+)/access-entries/(?P<principalArn>.+)$": EKSResponse.dispatch,
+        }
+    )
+    EKSResponse.create_cluster = create_cluster_keeping_access_config(EKSResponse.create_cluster)
+    for handler in (
+        create_access_entry,
+        describe_access_entry,
+        list_access_entries,
+        delete_access_entry,
+        associate_access_policy,
+        list_associated_access_policies,
+        disassociate_access_policy,
+    ):
+        setattr(EKSResponse, handler.__name__, handler)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
@@ -142,6 +351,7 @@ def main() -> None:
     serialise_dynamodb_writes()
     pass_task_failure_cause()
     moto_faults.install()
+    eks_access_entries()
     server.main(["--host", "127.0.0.1", "--port", str(args.port)])
 
 

@@ -151,10 +151,10 @@ class Template:
             return f"arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/{name}"
         if kind == "AWS::S3::Bucket":
             return f"arn:aws:s3:::{name}"
-        if kind == "AWS::Logs::LogGroup":
-            return f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{name}"
         if kind == "AWS::IAM::Role":
             return f"arn:aws:iam::{ACCOUNT_ID}:role/{name}"
+        if kind == "AWS::Logs::LogGroup":
+            return f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{name}"
         raise TemplateError(f"no local ARN for {logical_id} ({kind})")
 
     def ref(self, name: str) -> str:
