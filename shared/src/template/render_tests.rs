@@ -371,3 +371,16 @@ fn a_url_takes_the_requesters_values_encoded_in_their_slots() {
         Err(RenderError::SecretOutsideHeader { .. })
     ));
 }
+
+#[test]
+fn the_whole_context_is_not_a_variable() {
+    // Through a filter, `__tera_context` once went to Tera, which printed
+    // every namespace, secrets included.
+    let context = context();
+    for secrets in [Secrets::Allowed, Secrets::Refused] {
+        let err =
+            render_text("{{ __tera_context | json_encode }}", &context, secrets, "b").unwrap_err();
+        assert!(matches!(err, RenderError::Template { .. }), "{err}");
+        assert!(!err.to_string().contains("s3cr3t-token"), "{err}");
+    }
+}
