@@ -55,12 +55,26 @@ impl Emulator {
         };
         let mut found = BTreeSet::new();
         let ec2 = &self.ec2;
-        for vpc in ec2.describe_vpcs().filters(by_request()).send().await.unwrap().vpcs() {
+        for vpc in ec2
+            .describe_vpcs()
+            .filters(by_request())
+            .send()
+            .await
+            .unwrap()
+            .vpcs()
+        {
             if ours(vpc.tags()) {
                 found.insert(format!("vpc {}", vpc.vpc_id().unwrap()));
             }
         }
-        for subnet in ec2.describe_subnets().filters(by_request()).send().await.unwrap().subnets() {
+        for subnet in ec2
+            .describe_subnets()
+            .filters(by_request())
+            .send()
+            .await
+            .unwrap()
+            .subnets()
+        {
             if ours(subnet.tags()) {
                 found.insert(format!("subnet {}", subnet.subnet_id().unwrap()));
             }
@@ -74,7 +88,10 @@ impl Emulator {
             .internet_gateways()
         {
             if ours(gateway.tags()) {
-                found.insert(format!("internet-gateway {}", gateway.internet_gateway_id().unwrap()));
+                found.insert(format!(
+                    "internet-gateway {}",
+                    gateway.internet_gateway_id().unwrap()
+                ));
             }
         }
         for table in ec2
@@ -155,11 +172,21 @@ impl Emulator {
 }
 
 fn fixture(id: &str, config: Value) -> Fixture {
-    Fixture::new(id, "eks-app-stack", ActionType::AwsNetwork, "network", config)
+    Fixture::new(
+        id,
+        "eks-app-stack",
+        ActionType::AwsNetwork,
+        "network",
+        config,
+    )
 }
 
 /// Starts, then polls until done, as the lifecycle would.
-async fn run(driver: &NetworkDriver, fixture: &Fixture, journal: &MemoryJournal) -> Map<String, Value> {
+async fn run(
+    driver: &NetworkDriver,
+    fixture: &Fixture,
+    journal: &MemoryJournal,
+) -> Map<String, Value> {
     let mut progress = driver
         .start(&fixture.step(journal, &journal.resources()))
         .await
@@ -230,7 +257,10 @@ async fn a_network_is_made_once_and_deleted_completely() {
     assert_eq!(private.len(), 2);
     assert_eq!(all, [public.clone(), private.clone()].concat());
     let cluster = outputs["security_group_id"].as_str().unwrap().to_string();
-    let database = outputs["database_security_group_id"].as_str().unwrap().to_string();
+    let database = outputs["database_security_group_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // The subnets are carved as planned, in the first two zones.
     let subnets = emulator
@@ -253,7 +283,10 @@ async fn a_network_is_made_once_and_deleted_completely() {
         .collect();
     carved.sort_by_key(|(id, _, _)| all.iter().position(|a| a == id));
     assert_eq!(
-        carved.iter().map(|(_, cidr, zone)| format!("{cidr} {zone}")).collect::<Vec<_>>(),
+        carved
+            .iter()
+            .map(|(_, cidr, zone)| format!("{cidr} {zone}"))
+            .collect::<Vec<_>>(),
         [
             "10.42.0.0/18 us-east-1a",
             "10.42.64.0/18 us-east-1b",
@@ -261,7 +294,10 @@ async fn a_network_is_made_once_and_deleted_completely() {
             "10.42.192.0/18 us-east-1b",
         ]
     );
-    assert!(subnets.subnets().iter().all(|s| s.vpc_id() == Some(vpc.as_str())));
+    assert!(subnets
+        .subnets()
+        .iter()
+        .all(|s| s.vpc_id() == Some(vpc.as_str())));
 
     // The database admits PostgreSQL from the cluster's group only.
     let rules = emulator
@@ -280,7 +316,9 @@ async fn a_network_is_made_once_and_deleted_completely() {
     assert_eq!(ingress[0].ip_protocol(), Some("tcp"));
     assert_eq!(ingress[0].from_port(), Some(5432));
     assert_eq!(
-        ingress[0].referenced_group_info().and_then(|r| r.group_id()),
+        ingress[0]
+            .referenced_group_info()
+            .and_then(|r| r.group_id()),
         Some(cluster.as_str())
     );
 
@@ -297,7 +335,11 @@ async fn a_network_is_made_once_and_deleted_completely() {
         tables
             .route_tables()
             .iter()
-            .find(|t| t.associations().iter().any(|a| a.subnet_id() == Some(subnet)))
+            .find(|t| {
+                t.associations()
+                    .iter()
+                    .any(|a| a.subnet_id() == Some(subnet))
+            })
             .and_then(|t| {
                 t.routes()
                     .iter()
@@ -347,7 +389,10 @@ async fn a_network_is_made_once_and_deleted_completely() {
     assert_eq!(kinds("logs:log-group"), 1);
     for thing in &made {
         let id = thing.split(' ').nth(1).unwrap();
-        assert!(ledger.iter().any(|r| r.id == id), "{thing} is not in the ledger");
+        assert!(
+            ledger.iter().any(|r| r.id == id),
+            "{thing} is not in the ledger"
+        );
     }
     assert_eq!(made.len(), 1 + 4 + 1 + 3 + 2 + 2 + 2 + 1 + 1, "{made:?}");
 
@@ -364,7 +409,10 @@ async fn a_network_is_made_once_and_deleted_completely() {
     assert_eq!(journal.resources().len(), ledger.len());
 
     let described = compensate(&driver, &fixture, &journal).await;
-    assert!(described.starts_with(&format!("deleted VPC {vpc}, 4 subnets")), "{described}");
+    assert!(
+        described.starts_with(&format!("deleted VPC {vpc}, 4 subnets")),
+        "{described}"
+    );
     let left = emulator.tagged(&id).await;
     assert!(left.is_empty(), "left behind: {left:?}");
     // Compensating again finds everything gone, which is done.

@@ -1403,7 +1403,8 @@ fn ec2_error(status: u16, code: &str) -> HttpResponse {
 
 #[tokio::test]
 async fn aws_failures_are_classified_for_the_state_machine() {
-    let cases: [(u16, &str, fn(String) -> ActionError); 4] = [
+    type Case = (u16, &'static str, fn(String) -> ActionError);
+    let cases: [Case; 4] = [
         (503, "RequestLimitExceeded", ActionError::Throttled),
         (503, "Unavailable", ActionError::Retryable),
         (500, "InternalError", ActionError::Retryable),
