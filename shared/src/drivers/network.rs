@@ -332,11 +332,8 @@ struct Tagger {
 
 impl Tagger {
     fn new(step: &Step<'_>, item_tags: &Map<String, Value>) -> Self {
-        let tags: Vec<(String, String)> = step
-            .tags(item_tags)
-            .into_iter()
-            .filter(|(key, _)| key != PART_TAG)
-            .collect();
+        // The item's `pao:` keys are dropped here, so `pao:part` is ours.
+        let tags = step.tags(item_tags);
         let named = tags.iter().any(|(key, _)| key == "Name");
         Self {
             tags,
@@ -910,9 +907,13 @@ impl NetworkDriver {
                                 zone.zone
                             ))
                         })?;
-                    // A new token for each NAT gateway of the part that an
-                    // earlier run made and lost: a token names one gateway.
-                    let generation = step.recorded(kind::NAT_GATEWAY).count();
+                    // A token names one gateway: the same until this part's
+                    // gateway is in the ledger, a new one for a later run
+                    // whose earlier gateway failed and went.
+                    let generation = step
+                        .recorded(kind::NAT_GATEWAY)
+                        .filter(|r| r.detail("part") == Some(part.as_str()))
+                        .count();
                     let call = "CreateNatGateway";
                     let made = self
                         .ec2

@@ -1925,3 +1925,40 @@ async fn an_empty_ledger_has_nothing_to_undo() {
     assert_eq!(undone, Undone::Kept("the action made nothing".to_string()));
     assert!(world.calls().is_empty());
 }
+
+#[tokio::test]
+async fn a_nat_gateway_of_an_earlier_failed_run_gets_a_new_client_token() {
+    let tokens = Arc::new(Mutex::new(Vec::new()));
+    let t = tokens.clone();
+    let world = World::empty(NatGatewayState::Pending).with(
+        "CreateNatGateway",
+        mock!(Ec2::create_nat_gateway).then_compute_output(move |req| {
+            t.lock()
+                .unwrap()
+                .push(req.client_token().unwrap_or("").to_string());
+            op::create_nat_gateway::CreateNatGatewayOutput::builder()
+                .nat_gateway(
+                    Nat_::builder()
+                        .nat_gateway_id("nat-2")
+                        .state(NatGatewayState::Pending)
+                        .build(),
+                )
+                .build()
+        }),
+    );
+    let mut config = standard();
+    config["nat_gateway"] = json!("per-az");
+    let fixture = fixture(config);
+    let journal = MemoryJournal::default();
+    // The ledger holds zone a's gateway of the failed run (deleted since).
+    let earlier = [Resource::new(kind::NAT_GATEWAY, "nat-1").with("part", "nat-a")];
+    let step = fixture.step(&journal, &earlier);
+    world.driver().start(&step).await.unwrap();
+    assert_eq!(
+        tokens.lock().unwrap().as_slice(),
+        [
+            client_token(&step, "nat-a", 1),
+            client_token(&step, "nat-b", 0)
+        ]
+    );
+}
