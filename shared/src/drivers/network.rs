@@ -332,11 +332,8 @@ struct Tagger {
 
 impl Tagger {
     fn new(step: &Step<'_>, item_tags: &Map<String, Value>) -> Self {
-        let tags: Vec<(String, String)> = step
-            .tags(item_tags)
-            .into_iter()
-            .filter(|(key, _)| key != PART_TAG)
-            .collect();
+        // The item's `pao:` keys are dropped here, so `pao:part` is ours.
+        let tags = step.tags(item_tags);
         let named = tags.iter().any(|(key, _)| key == "Name");
         Self {
             tags,
@@ -508,6 +505,15 @@ struct Table {
 enum Target<'a> {
     Gateway(&'a str),
     Nat(&'a str),
+}
+
+/// A route table the step wants: its part, what the last look found of
+/// it, its default route's target, and its subnets.
+struct Routes<'a> {
+    part: &'a str,
+    found: Option<&'a Table>,
+    target: Target<'a>,
+    subnets: &'a [&'a str],
 }
 
 /// An ingress rule the step makes.
@@ -901,9 +907,13 @@ impl NetworkDriver {
                                 zone.zone
                             ))
                         })?;
-                    // A new token for each NAT gateway of the part that an
-                    // earlier run made and lost: a token names one gateway.
-                    let generation = step.recorded(kind::NAT_GATEWAY).count();
+                    // A token names one gateway: the same until this part's
+                    // gateway is in the ledger, a new one for a later run
+                    // whose earlier gateway failed and went.
+                    let generation = step
+                        .recorded(kind::NAT_GATEWAY)
+                        .filter(|r| r.detail("part") == Some(part.as_str()))
+                        .count();
                     let call = "CreateNatGateway";
                     let made = self
                         .ec2
@@ -988,18 +998,21 @@ impl NetworkDriver {
             .collect())
     }
 
-    /// A route table with its default route to `target`, associated with
-    /// `subnets`; found or made.
+    /// A route table with its default route to its target, associated
+    /// with its subnets; found or made.
     async fn route_table(
         &self,
         step: &Step<'_>,
         tagger: &Tagger,
         vpc: &str,
-        part: &str,
-        found: Option<&Table>,
-        target: Target<'_>,
-        subnets: &[&str],
+        wanted: Routes<'_>,
     ) -> Result<String, ActionError> {
+        let Routes {
+            part,
+            found,
+            target,
+            subnets,
+        } = wanted;
         let table = match found {
             Some(table) => table.clone(),
             None => {
@@ -1400,16 +1413,13 @@ impl Driver for NetworkDriver {
         let tables = self.route_tables(step, &vpc).await?;
         if config.public_subnets {
             let gateway = self.internet_gateway(step, &tagger, &vpc).await?;
-            self.route_table(
-                step,
-                &tagger,
-                &vpc,
-                PUBLIC,
-                tables.get(PUBLIC),
-                Target::Gateway(&gateway),
-                &public,
-            )
-            .await?;
+            let routes = Routes {
+                part: PUBLIC,
+                found: tables.get(PUBLIC),
+                target: Target::Gateway(&gateway),
+                subnets: &public,
+            };
+            self.route_table(step, &tagger, &vpc, routes).await?;
         }
         let (cluster, database) = self.security_groups(step, &tagger, &vpc).await?;
         if config.flow_logs {
@@ -1446,16 +1456,13 @@ impl Driver for NetworkDriver {
                 let Some(subnet) = subnets.get(&part) else {
                     continue;
                 };
-                self.route_table(
-                    step,
-                    &tagger,
-                    &vpc,
-                    &part,
-                    tables.get(&part),
-                    Target::Nat(&nat.id),
-                    &[subnet.as_str()],
-                )
-                .await?;
+                let routes = Routes {
+                    part: &part,
+                    found: tables.get(&part),
+                    target: Target::Nat(&nat.id),
+                    subnets: &[subnet.as_str()],
+                };
+                self.route_table(step, &tagger, &vpc, routes).await?;
             }
         }
         let mut outputs = Map::new();

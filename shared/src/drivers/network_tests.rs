@@ -1403,7 +1403,8 @@ fn ec2_error(status: u16, code: &str) -> HttpResponse {
 
 #[tokio::test]
 async fn aws_failures_are_classified_for_the_state_machine() {
-    let cases: [(u16, &str, fn(String) -> ActionError); 4] = [
+    type Case = (u16, &'static str, fn(String) -> ActionError);
+    let cases: [Case; 4] = [
         (503, "RequestLimitExceeded", ActionError::Throttled),
         (503, "Unavailable", ActionError::Retryable),
         (500, "InternalError", ActionError::Retryable),
@@ -1923,4 +1924,41 @@ async fn an_empty_ledger_has_nothing_to_undo() {
         .unwrap();
     assert_eq!(undone, Undone::Kept("the action made nothing".to_string()));
     assert!(world.calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_nat_gateway_of_an_earlier_failed_run_gets_a_new_client_token() {
+    let tokens = Arc::new(Mutex::new(Vec::new()));
+    let t = tokens.clone();
+    let world = World::empty(NatGatewayState::Pending).with(
+        "CreateNatGateway",
+        mock!(Ec2::create_nat_gateway).then_compute_output(move |req| {
+            t.lock()
+                .unwrap()
+                .push(req.client_token().unwrap_or("").to_string());
+            op::create_nat_gateway::CreateNatGatewayOutput::builder()
+                .nat_gateway(
+                    Nat_::builder()
+                        .nat_gateway_id("nat-2")
+                        .state(NatGatewayState::Pending)
+                        .build(),
+                )
+                .build()
+        }),
+    );
+    let mut config = standard();
+    config["nat_gateway"] = json!("per-az");
+    let fixture = fixture(config);
+    let journal = MemoryJournal::default();
+    // The ledger holds zone a's gateway of the failed run (deleted since).
+    let earlier = [Resource::new(kind::NAT_GATEWAY, "nat-1").with("part", "nat-a")];
+    let step = fixture.step(&journal, &earlier);
+    world.driver().start(&step).await.unwrap();
+    assert_eq!(
+        tokens.lock().unwrap().as_slice(),
+        [
+            client_token(&step, "nat-a", 1),
+            client_token(&step, "nat-b", 0)
+        ]
+    );
 }
