@@ -27,12 +27,12 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::action::ActionError;
-use crate::compose::Base;
 use crate::actions::driver::{
     Driver, Level, Outputs, Progress, Step, Undone, ACTION_TAG, REQUEST_TAG,
 };
 use crate::actions::lifecycle::Lifecycle;
 use crate::catalog::item::ActionType;
+use crate::compose::Base;
 use crate::config::{ConfigError, Env};
 use crate::requests::fulfilment::Resource;
 
