@@ -428,12 +428,12 @@ impl SecretDriver {
     /// Creates the secret with its value; when a secret of that name
     /// exists, takes it up if this request's action made it.
     async fn create(&self, step: &Step<'_>, plan: &Plan) -> Result<Secret, ActionError> {
-        let value = self.value(&plan.source).await?;
         let tags = plan
             .tags
             .iter()
-            .map(|(key, value)| Tag::builder().key(key).value(value).build())
+            .map(|(key, text)| Tag::builder().key(key).value(text).build())
             .collect();
+        let value = self.value(&plan.source).await?;
         let created = self
             .client
             .create_secret()
@@ -445,6 +445,7 @@ impl SecretDriver {
             .set_tags(Some(tags))
             .send()
             .await;
+        // Not held a moment longer than the call that stores it.
         drop(value);
         match created {
             Ok(created) => {
