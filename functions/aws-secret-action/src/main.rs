@@ -1,0 +1,16 @@
+//! The aws-secret action function: runs aws-secret actions (see
+//! `pao::drivers::secret` and `pao::actions::lifecycle`).
+
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use pao::action::ActionInput;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    pao::telemetry::init();
+    let lifecycle = pao::drivers::secret::function().await?;
+    let lifecycle = &lifecycle;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ActionInput>| async move { lifecycle.run(event.payload).await },
+    ))
+    .await
+}
