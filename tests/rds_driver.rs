@@ -89,8 +89,11 @@ async fn tagged_resources(rds: &aws_sdk_rds::Client, request_id: &str) -> Vec<St
         }
     }
     let snapshots = rds.describe_db_snapshots().send().await.expect("snapshots");
+    // RDS's own automated snapshots (moto makes one at creation, tagged
+    // like the instance) are RDS's backups, not something PAO made.
     for snapshot in snapshots.db_snapshots() {
-        if tagged(snapshot.tag_list(), request_id) {
+        if tagged(snapshot.tag_list(), request_id) && snapshot.snapshot_type() != Some("automated")
+        {
             arns.extend(snapshot.db_snapshot_arn().map(str::to_string));
         }
     }
