@@ -2,7 +2,7 @@
 
 The secrets are the values of the functions' secret settings (every name in
 PAO_TEMPLATE_SECRETS and every name that says TOKEN, SECRET or PASSWORD; the
-emulator's dummy AWS keys are configuration, not secrets) plus any value given
+emulator's dummy AWS keys and ARNs are configuration, not secrets) plus any value given
 with --secret (a password a test or the demo typed). Every file under the
 stack's logs/ is read; the first finding of each secret in each file is
 reported by the secret's name and the file, never by its value.
@@ -36,6 +36,9 @@ def secret_settings(functions_env: Path) -> dict[str, str]:
         if not name.startswith("AWS_") and name != "PAO_TEMPLATE_SECRETS"
         and (name in listed or any(word in name for word in SECRET_WORDS))
         and len(value) >= MIN_SECRET_CHARS
+        # An ARN names a resource (PAO_ACTION_FUNCTION_AWS_SECRET is the
+        # aws-secret function's); it is never a secret value.
+        and not value.startswith("arn:")
     }
 
 

@@ -19,7 +19,9 @@ task lost its reason; it is passed on here. Faults the tests inject by tag
 (an RDS instance or EKS cluster or node group in a failed state) are in
 moto_faults.py. EKS: moto has no access entries or access policies, and
 drops a cluster's `accessConfig`; both are kept here in memory, with the
-cluster (see `eks_access_entries`).
+cluster (see `eks_access_entries`). EC2: moto ignores tag filters on
+DescribeNatGateways; they are applied here. Secrets Manager: rotation as
+AWS runs it (see `rotate_secrets_as_aws_does`).
 
 Usage: moto_launcher.py --port PORT --lambda-url http://127.0.0.1:LAMBDA_PORT
 """
@@ -49,9 +51,12 @@ from moto.eks.exceptions import (
     ResourceInUseException,
     ResourceNotFoundException,
 )
+from moto.ec2.models.nat_gateways import NatGatewayBackend
+from moto.ec2.utils import tag_filter_matches
 from moto.eks.responses import EKSResponse
 from moto.moto_api._internal import mock_random
 from moto.s3.models import S3Backend
+from moto.secretsmanager.models import SecretsManagerBackend
 from moto.stepfunctions.responses import StepFunctionResponse
 
 import moto_faults
@@ -141,6 +146,60 @@ def pass_task_failure_cause() -> None:
         return EmptyResult()
 
     StepFunctionResponse.send_task_failure = send_task_failure
+
+
+def filter_nat_gateways_by_tag() -> None:
+    """EC2 applies `tag:<key>`, `tag-key` and `tag-value` filters to
+    DescribeNatGateways as to every Describe call; moto 5.2 applies only
+    the id, VPC, subnet and state filters to NAT gateways and ignores the
+    rest, answering with other requests' gateways."""
+    original = NatGatewayBackend.describe_nat_gateways
+
+    def describe_nat_gateways(self, filters: Any, nat_gateway_ids: list[str] | None) -> list[Any]:
+        found = original(self, filters, nat_gateway_ids)
+        tags = {name: values for name, values in (filters or {}).items()
+                if name.startswith("tag:") or name in ("tag-key", "tag-value")}
+        return [gateway for gateway in found
+                if all(tag_filter_matches(gateway, name, values) for name, values in tags.items())]
+
+    NatGatewayBackend.describe_nat_gateways = describe_nat_gateways
+
+
+def rotate_secrets_as_aws_does() -> None:
+    """Three differences of moto's Secrets Manager that rotation meets:
+    - RotateSecret without RotationLambdaARN rotates with the function the
+      secret is configured with, in AWS; moto forgets the function and moves
+      the labels itself, so the rotation function never ran.
+    - RotateImmediately=false tests the function on an AWSPENDING version
+      that AWS removes again; moto leaves it behind, with a copy of the
+      current value.
+    - GetSecretValue without a version or stage reads AWSCURRENT; moto
+      reads the version it last made the default, which rotation can leave
+      pointing at a version without a value."""
+    original_rotate = SecretsManagerBackend.rotate_secret
+    original_get = SecretsManagerBackend.get_secret_value
+
+    def rotate_secret(self, secret_id: str, client_request_token: str | None = None,
+                      rotation_lambda_arn: str | None = None, rotation_rules: dict[str, Any] | None = None,
+                      rotate_immediately: bool = True) -> str:
+        secret = self.secrets[secret_id] if secret_id in self.secrets else None
+        if not rotation_lambda_arn and secret is not None:
+            rotation_lambda_arn = getattr(secret, "rotation_lambda_arn", "") or None
+        before = set(getattr(secret, "versions", {}))
+        result = original_rotate(self, secret_id, client_request_token, rotation_lambda_arn,
+                                 rotation_rules, rotate_immediately)
+        if secret is not None and not rotate_immediately:
+            for version_id in set(secret.versions) - before:
+                del secret.versions[version_id]
+        return result
+
+    def get_secret_value(self, secret_id: str, version_id: str | None, version_stage: str | None) -> dict[str, Any]:
+        if not version_id and not version_stage:
+            version_stage = "AWSCURRENT"
+        return original_get(self, secret_id, version_id, version_stage)
+
+    SecretsManagerBackend.rotate_secret = rotate_secret
+    SecretsManagerBackend.get_secret_value = get_secret_value
 
 
 # ---------------------------------------------------------------- EKS access entries
@@ -350,6 +409,8 @@ def main() -> None:
     notify_delete_markers()
     serialise_dynamodb_writes()
     pass_task_failure_cause()
+    filter_nat_gateways_by_tag()
+    rotate_secrets_as_aws_does()
     moto_faults.install()
     eks_access_entries()
     server.main(["--host", "127.0.0.1", "--port", str(args.port)])

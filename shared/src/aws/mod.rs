@@ -30,6 +30,7 @@ pub async fn sdk_config() -> SdkConfig {
 pub mod dynamodb;
 pub mod requests_table;
 pub mod s3;
+pub mod sdk;
 pub mod secrets;
 pub mod sfn;
 

@@ -14,8 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use aws_sdk_eks::config::http::HttpResponse;
-use aws_sdk_eks::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_eks::error::ProvideErrorMetadata;
 use aws_sdk_eks::types::{
     AccessScope, AccessScopeType, AuthenticationMode, CapacityTypes, Cluster, ClusterStatus,
     CreateAccessConfigRequest, EncryptionConfig, LogSetup, LogType, Logging, Nodegroup,
@@ -31,6 +30,7 @@ use crate::actions::driver::{
     Driver, Level, Outputs, Progress, Step, Undone, ACTION_TAG, REQUEST_TAG,
 };
 use crate::actions::lifecycle::Lifecycle;
+use crate::aws::sdk;
 use crate::catalog::item::ActionType;
 use crate::compose::Base;
 use crate::config::{ConfigError, Env};
@@ -56,12 +56,6 @@ const DEPLOY_ACCESS_POLICY: &str = "AmazonEKSClusterAdminPolicy";
 const NOT_FOUND: &str = "ResourceNotFoundException";
 const IN_USE: &str = "ResourceInUseException";
 const ACCESS_DENIED: &str = "AccessDeniedException";
-const THROTTLING: [&str; 4] = [
-    "Throttling",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "TooManyRequestsException",
-];
 
 /// The IAM roles the driver hands to EKS, and the one it grants access to
 /// the clusters it makes. Deployment settings, never catalog input.
@@ -353,45 +347,6 @@ fn ours(step: &Step<'_>, tags: Option<&HashMap<String, String>>) -> bool {
 
 // ------------------------------------------------------------------ errors
 
-/// How a failed EKS call is treated: throttling slows down, a fault of EKS
-/// or of the network is tried again, anything else (validation, quota,
-/// permission) is fatal with EKS's own message.
-fn failure<E>(operation: &str, err: SdkError<E, HttpResponse>) -> ActionError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    match &err {
-        SdkError::ServiceError(service) => {
-            let code = service.err().code().unwrap_or("");
-            let message = service.err().message().unwrap_or("");
-            let status = service.raw().status().as_u16();
-            let text = match (code, message) {
-                ("", "") => format!("EKS {operation} failed (HTTP {status})"),
-                ("", message) => format!("EKS {operation}: {message}"),
-                (code, "") => format!("EKS {operation}: {code}"),
-                (code, message) => format!("EKS {operation}: {code}: {message}"),
-            };
-            if THROTTLING.contains(&code) || status == 429 {
-                ActionError::Throttled(text)
-            } else if status >= 500
-                || matches!(code, "ServerException" | "ServiceUnavailableException")
-            {
-                ActionError::Retryable(text)
-            } else {
-                ActionError::Fatal(text)
-            }
-        }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            ActionError::Retryable(format!("EKS {operation}: {}", DisplayErrorContext(&err)))
-        }
-        _ => ActionError::Fatal(format!("EKS {operation}: {}", DisplayErrorContext(&err))),
-    }
-}
-
-fn code<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> Option<&str> {
-    err.as_service_error().and_then(ProvideErrorMetadata::code)
-}
-
 // ------------------------------------------------------------------ calls
 
 /// What is left of a resource being deleted.
@@ -405,8 +360,8 @@ impl EksDriver {
     async fn describe_cluster(&self, name: &str) -> Result<Option<Cluster>, ActionError> {
         match self.eks.describe_cluster().name(name).send().await {
             Ok(out) => Ok(out.cluster),
-            Err(err) if code(&err) == Some(NOT_FOUND) => Ok(None),
-            Err(err) => Err(failure("DescribeCluster", err)),
+            Err(err) if sdk::code(&err) == Some(NOT_FOUND) => Ok(None),
+            Err(err) => Err(sdk::failed("EKS", "DescribeCluster", &err)),
         }
     }
 
@@ -424,8 +379,8 @@ impl EksDriver {
             .await;
         match call {
             Ok(out) => Ok(out.nodegroup),
-            Err(err) if code(&err) == Some(NOT_FOUND) => Ok(None),
-            Err(err) => Err(failure("DescribeNodegroup", err)),
+            Err(err) if sdk::code(&err) == Some(NOT_FOUND) => Ok(None),
+            Err(err) => Err(sdk::failed("EKS", "DescribeNodegroup", &err)),
         }
     }
 
@@ -479,7 +434,7 @@ impl EksDriver {
         }
         let arn = match request.send().await {
             Ok(out) => out.cluster.and_then(|cluster| cluster.arn),
-            Err(err) if code(&err) == Some(IN_USE) => {
+            Err(err) if sdk::code(&err) == Some(IN_USE) => {
                 // The function may describe only PAO's clusters: a denial
                 // says the cluster is someone else's as clearly as its tags.
                 let existing = match self
@@ -490,14 +445,14 @@ impl EksDriver {
                     .await
                 {
                     Ok(out) => out.cluster.filter(|cluster| ours(step, cluster.tags())),
-                    Err(err) if code(&err) == Some(ACCESS_DENIED) => None,
-                    Err(err) if code(&err) == Some(NOT_FOUND) => {
+                    Err(err) if sdk::code(&err) == Some(ACCESS_DENIED) => None,
+                    Err(err) if sdk::code(&err) == Some(NOT_FOUND) => {
                         return Err(ActionError::Retryable(format!(
                             "cluster {} was in use a moment ago and is gone now",
                             wanted.cluster
                         )))
                     }
-                    Err(err) => return Err(failure("DescribeCluster", err)),
+                    Err(err) => return Err(sdk::failed("EKS", "DescribeCluster", &err)),
                 };
                 let Some(existing) = existing else {
                     return Err(ActionError::Fatal(format!(
@@ -507,7 +462,7 @@ impl EksDriver {
                 };
                 existing.arn
             }
-            Err(err) => return Err(failure("CreateCluster", err)),
+            Err(err) => return Err(sdk::failed("EKS", "CreateCluster", &err)),
         };
         let mut resource = Resource::new(CLUSTER, &wanted.cluster);
         if let Some(arn) = arn {
@@ -559,8 +514,8 @@ impl EksDriver {
             match call {
                 Ok(_) => {}
                 // Made by an earlier attempt: nobody else knows this new cluster.
-                Err(err) if code(&err) == Some(IN_USE) => {}
-                Err(err) => return Err(failure("CreateAccessEntry", err)),
+                Err(err) if sdk::code(&err) == Some(IN_USE) => {}
+                Err(err) => return Err(sdk::failed("EKS", "CreateAccessEntry", &err)),
             }
             let entry = Resource::new(ACCESS_ENTRY, principal).with("cluster", cluster);
             step.journal.record(entry).await?;
@@ -578,7 +533,7 @@ impl EksDriver {
             )
             .send()
             .await
-            .map_err(|err| failure("AssociateAccessPolicy", err))?;
+            .map_err(|err| sdk::failed("EKS", "AssociateAccessPolicy", &err))?;
         let association = Resource::new(ACCESS_POLICY, &policy)
             .with("cluster", cluster)
             .with("principal", principal);
@@ -637,7 +592,7 @@ impl EksDriver {
             }
             match request.send().await {
                 Ok(_) => {}
-                Err(err) if code(&err) == Some(IN_USE) => {
+                Err(err) if sdk::code(&err) == Some(IN_USE) => {
                     let described = self
                         .eks
                         .describe_nodegroup()
@@ -647,8 +602,8 @@ impl EksDriver {
                         .await;
                     let existing = match described {
                         Ok(out) => out.nodegroup,
-                        Err(err) if code(&err) == Some(ACCESS_DENIED) => None,
-                        Err(err) => return Err(failure("DescribeNodegroup", err)),
+                        Err(err) if sdk::code(&err) == Some(ACCESS_DENIED) => None,
+                        Err(err) => return Err(sdk::failed("EKS", "DescribeNodegroup", &err)),
                     };
                     if !existing.is_some_and(|ng| ours(step, ng.tags())) {
                         return Err(ActionError::Fatal(format!(
@@ -657,7 +612,7 @@ impl EksDriver {
                         )));
                     }
                 }
-                Err(err) => return Err(failure("CreateNodegroup", err)),
+                Err(err) => return Err(sdk::failed("EKS", "CreateNodegroup", &err)),
             }
             let resource = Resource::new(NODEGROUP, &group.name).with("cluster", cluster);
             step.journal.record(resource).await?;
@@ -720,8 +675,8 @@ impl EksDriver {
             .await;
         match call {
             Ok(_) => Ok(()),
-            Err(err) if code(&err) == Some(NOT_FOUND) => Ok(()),
-            Err(err) => Err(failure("DeleteAccessEntry", err)),
+            Err(err) if sdk::code(&err) == Some(NOT_FOUND) => Ok(()),
+            Err(err) => Err(sdk::failed("EKS", "DeleteAccessEntry", &err)),
         }
     }
 
@@ -737,9 +692,9 @@ impl EksDriver {
             .await;
         match call {
             Ok(_) => {}
-            Err(err) if code(&err) == Some(NOT_FOUND) => return Ok(Left::Gone),
-            Err(err) if code(&err) == Some(IN_USE) => {}
-            Err(err) => return Err(failure("DeleteNodegroup", err)),
+            Err(err) if sdk::code(&err) == Some(NOT_FOUND) => return Ok(Left::Gone),
+            Err(err) if sdk::code(&err) == Some(IN_USE) => {}
+            Err(err) => return Err(sdk::failed("EKS", "DeleteNodegroup", &err)),
         }
         let Some(found) = self.describe_node_group(cluster, name).await? else {
             return Ok(Left::Gone);
@@ -764,12 +719,12 @@ impl EksDriver {
     async fn delete_cluster(&self, step: &Step<'_>, name: &str) -> Result<Left, ActionError> {
         match self.eks.delete_cluster().name(name).send().await {
             Ok(_) => {}
-            Err(err) if code(&err) == Some(NOT_FOUND) => return Ok(Left::Gone),
-            Err(err) if code(&err) == Some(IN_USE) => {
+            Err(err) if sdk::code(&err) == Some(NOT_FOUND) => return Ok(Left::Gone),
+            Err(err) if sdk::code(&err) == Some(IN_USE) => {
                 let attached = match self.eks.list_nodegroups().cluster_name(name).send().await {
                     Ok(out) => out.nodegroups.unwrap_or_default(),
-                    Err(err) if code(&err) == Some(NOT_FOUND) => return Ok(Left::Gone),
-                    Err(err) => return Err(failure("ListNodegroups", err)),
+                    Err(err) if sdk::code(&err) == Some(NOT_FOUND) => return Ok(Left::Gone),
+                    Err(err) => return Err(sdk::failed("EKS", "ListNodegroups", &err)),
                 };
                 let ours: BTreeSet<&str> =
                     step.recorded(NODEGROUP).map(|r| r.id.as_str()).collect();
@@ -791,7 +746,7 @@ impl EksDriver {
                     .to_string();
                 return Ok(Left::Deleting(message));
             }
-            Err(err) => return Err(failure("DeleteCluster", err)),
+            Err(err) => return Err(sdk::failed("EKS", "DeleteCluster", &err)),
         }
         Ok(match self.describe_cluster(name).await? {
             None => Left::Gone,

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::config::http::HttpResponse;
-use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, DomainType, Filter, FlowLogsResourceType, IpPermission,
     LogDestinationType, NatGatewayState, ResourceType, SecurityGroupRule, Tag, TagSpecification,
@@ -33,6 +33,7 @@ use sha2::{Digest, Sha256};
 use crate::action::ActionError;
 use crate::actions::driver::{Driver, Outputs, Progress, Step, Undone, ACTION_TAG, REQUEST_TAG};
 use crate::actions::lifecycle::Lifecycle;
+use crate::aws::sdk;
 use crate::catalog::item::ActionType;
 use crate::compose::Base;
 use crate::config::{ConfigError, Env};
@@ -260,63 +261,17 @@ fn letters(zones: &[String]) -> Vec<String> {
 
 // ------------------------------------------------------------------ errors
 
-const THROTTLING: [&str; 4] = [
-    "Throttling",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "TooManyRequestsException",
-];
-
-/// Sorts a failed AWS call for the state machine: throttling is
-/// `Throttled`; 5xx, time-outs and failures to reach AWS are `Retryable`;
-/// anything else (validation, quota, permission) is `Fatal`, with AWS's
-/// code and message.
-pub fn classify<E>(call: &str, err: &SdkError<E, HttpResponse>) -> ActionError
+/// A failed call of EC2, or of CloudWatch Logs for the flow logs' group.
+fn classify<E>(call: &str, err: &SdkError<E, HttpResponse>) -> ActionError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    match err {
-        SdkError::ServiceError(service) => {
-            let code = err.code().unwrap_or("Unknown");
-            let message = err.message().unwrap_or("no message");
-            let text = format!("{call}: {code}: {message}");
-            let server = service.raw().status().is_server_error()
-                || matches!(
-                    code,
-                    "InternalError"
-                        | "InternalFailure"
-                        | "ServiceUnavailable"
-                        | "ServiceUnavailableException"
-                        | "Unavailable"
-                );
-            if THROTTLING.contains(&code) {
-                ActionError::Throttled(text)
-            } else if server {
-                ActionError::Retryable(text)
-            } else {
-                ActionError::Fatal(text)
-            }
-        }
-        SdkError::TimeoutError(_) => ActionError::Retryable(format!("{call}: timed out")),
-        SdkError::ConstructionFailure(_) => {
-            ActionError::Fatal(format!("{call}: {}", DisplayErrorContext(err)))
-        }
-        _ => ActionError::Retryable(format!("{call}: {}", DisplayErrorContext(err))),
-    }
-}
-
-/// The service's error code, for the answers a driver expects.
-fn code<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> Option<&str> {
-    match err {
-        SdkError::ServiceError(_) => err.code(),
-        _ => None,
-    }
-}
-
-/// Whether AWS says the thing is gone (`InvalidVpcID.NotFound`,
-/// `NatGatewayNotFound`, `ResourceNotFoundException`, ...).
-fn gone(code: Option<&str>) -> bool {
-    code.is_some_and(|code| code.ends_with("NotFound") || code == "ResourceNotFoundException")
+    let service = if call.contains("LogGroup") || call == "PutRetentionPolicy" {
+        "CloudWatch Logs"
+    } else {
+        "EC2"
+    };
+    sdk::failed(service, call, err)
 }
 
 // ------------------------------------------------------------------ tags
@@ -727,7 +682,7 @@ impl NetworkDriver {
             .tag_specifications(tagger.spec(ResourceType::Subnet, part, &[role]))
             .send()
             .await
-            .map_err(|err| match code(&err) {
+            .map_err(|err| match sdk::code(&err) {
                 // Made by an attempt whose subnet the last look did not see yet.
                 Some("InvalidSubnet.Conflict") => ActionError::Retryable(format!(
                     "{call}: {cidr} is taken in {vpc}; looking again"
@@ -803,7 +758,7 @@ impl NetworkDriver {
                 .await;
             match attach {
                 Ok(_) => {}
-                Err(err) if code(&err) == Some("Resource.AlreadyAssociated") => {}
+                Err(err) if sdk::code(&err) == Some("Resource.AlreadyAssociated") => {}
                 Err(err) => return Err(classify(call, &err)),
             }
         }
@@ -1053,7 +1008,7 @@ impl NetworkDriver {
             };
             match route.send().await {
                 Ok(_) => {}
-                Err(err) if code(&err) == Some("RouteAlreadyExists") => {}
+                Err(err) if sdk::code(&err) == Some("RouteAlreadyExists") => {}
                 Err(err) => return Err(classify(call, &err)),
             }
         }
@@ -1069,7 +1024,7 @@ impl NetworkDriver {
                         .subnet_id(*subnet)
                         .send()
                         .await
-                        .map_err(|err| match code(&err) {
+                        .map_err(|err| match sdk::code(&err) {
                             Some("Resource.AlreadyAssociated") => ActionError::Retryable(format!(
                                 "{call}: {subnet} is associated already; looking again"
                             )),
@@ -1183,7 +1138,7 @@ impl NetworkDriver {
                     .tag_specifications(tagger.spec(ResourceType::SecurityGroup, part, &[]))
                     .send()
                     .await
-                    .map_err(|err| match code(&err) {
+                    .map_err(|err| match sdk::code(&err) {
                         Some("InvalidGroup.Duplicate") => ActionError::Retryable(format!(
                             "{call}: {} exists already; looking again",
                             step.name(part)
@@ -1240,7 +1195,7 @@ impl NetworkDriver {
             let made = match made {
                 Ok(made) => made.security_group_rules().to_vec(),
                 // Made by an earlier attempt that the last look missed.
-                Err(err) if code(&err) == Some("InvalidPermission.Duplicate") => Vec::new(),
+                Err(err) if sdk::code(&err) == Some("InvalidPermission.Duplicate") => Vec::new(),
                 Err(err) => return Err(classify(call, &err)),
             };
             ids = made
@@ -1310,7 +1265,7 @@ impl NetworkDriver {
             .await;
         match made {
             Ok(_) => {}
-            Err(err) if code(&err) == Some("ResourceAlreadyExistsException") => {}
+            Err(err) if sdk::code(&err) == Some("ResourceAlreadyExistsException") => {}
             Err(err) => return Err(classify(call, &err)),
         }
         self.logs
@@ -1335,7 +1290,7 @@ impl NetworkDriver {
             .tag_specifications(tagger.spec(ResourceType::VpcFlowLog, FLOW_LOGS, &[]))
             .send()
             .await
-            .map_err(|err| match code(&err) {
+            .map_err(|err| match sdk::code(&err) {
                 Some("FlowLogAlreadyExists") => ActionError::Retryable(format!(
                     "{call}: the flow log of {vpc} exists already; looking again"
                 )),
@@ -1578,7 +1533,7 @@ impl NetworkDriver {
                 Ok(answer) => {
                     for refused in answer.unsuccessful() {
                         let code = refused.error().and_then(|e| e.code());
-                        if !gone(code) {
+                        if !sdk::gone(code) {
                             let message = refused.error().and_then(|e| e.message()).unwrap_or("");
                             return Err(ActionError::Fatal(format!(
                                 "{call}: {} refused: {}: {message}",
@@ -1588,7 +1543,7 @@ impl NetworkDriver {
                         }
                     }
                 }
-                Err(err) if gone(code(&err)) => {}
+                Err(err) if sdk::gone(sdk::code(&err)) => {}
                 Err(err) => return Err(classify(call, &err)),
             }
         }
@@ -1601,7 +1556,7 @@ impl NetworkDriver {
                 .await
             {
                 Ok(_) => {}
-                Err(err) if gone(code(&err)) => {}
+                Err(err) if sdk::gone(sdk::code(&err)) => {}
                 Err(err) => return Err(classify("DeleteLogGroup", &err)),
             }
         }
@@ -1624,7 +1579,7 @@ impl NetworkDriver {
                     .iter()
                     .find(|n| n.nat_gateway_id() == Some(nat.id.as_str()))
                     .and_then(|n| n.state().cloned()),
-                Err(err) if gone(code(&err)) => None,
+                Err(err) if sdk::gone(sdk::code(&err)) => None,
                 Err(err) => return Err(classify(call, &err)),
             };
             match state {
@@ -1640,7 +1595,7 @@ impl NetworkDriver {
                         .await
                     {
                         Ok(_) => going.push(nat.id.clone()),
-                        Err(err) if gone(code(&err)) => {}
+                        Err(err) if sdk::gone(sdk::code(&err)) => {}
                         Err(err) => return Err(classify(call, &err)),
                     }
                 }
@@ -1665,9 +1620,9 @@ impl NetworkDriver {
                 .await
             {
                 Ok(_) => {}
-                Err(err) if gone(code(&err)) => {}
+                Err(err) if sdk::gone(sdk::code(&err)) => {}
                 // Still held by a NAT gateway on its way out.
-                Err(err) if code(&err) == Some("InvalidIPAddress.InUse") => {
+                Err(err) if sdk::code(&err) == Some("InvalidIPAddress.InUse") => {
                     blocked.push(format!(
                         "{} ({})",
                         address.id,
@@ -1695,7 +1650,7 @@ impl NetworkDriver {
                 .await
             {
                 Ok(_) => {}
-                Err(err) if gone(code(&err)) => {}
+                Err(err) if sdk::gone(sdk::code(&err)) => {}
                 Err(err) => return Err(classify(call, &err)),
             }
         }
@@ -1711,8 +1666,8 @@ impl NetworkDriver {
                 .await
             {
                 Ok(_) => {}
-                Err(err) if gone(code(&err)) => {}
-                Err(err) if code(&err) == Some("DependencyViolation") => {
+                Err(err) if sdk::gone(sdk::code(&err)) => {}
+                Err(err) if sdk::code(&err) == Some("DependencyViolation") => {
                     blocked.push(dependency(&table.id, &err));
                 }
                 Err(err) => return Err(classify(call, &err)),
@@ -1739,10 +1694,10 @@ impl NetworkDriver {
                     .await
                 {
                     Ok(_) => {}
-                    Err(err) if gone(code(&err)) => continue,
-                    Err(err) if code(&err) == Some("Gateway.NotAttached") => {}
+                    Err(err) if sdk::gone(sdk::code(&err)) => continue,
+                    Err(err) if sdk::code(&err) == Some("Gateway.NotAttached") => {}
                     // Public addresses still mapped in the VPC.
-                    Err(err) if code(&err) == Some("DependencyViolation") => {
+                    Err(err) if sdk::code(&err) == Some("DependencyViolation") => {
                         blocked.push(dependency(&gateway.id, &err));
                         continue;
                     }
@@ -1758,8 +1713,8 @@ impl NetworkDriver {
                 .await
             {
                 Ok(_) => {}
-                Err(err) if gone(code(&err)) => {}
-                Err(err) if code(&err) == Some("DependencyViolation") => {
+                Err(err) if sdk::gone(sdk::code(&err)) => {}
+                Err(err) if sdk::code(&err) == Some("DependencyViolation") => {
                     blocked.push(dependency(&gateway.id, &err));
                 }
                 Err(err) => return Err(classify(call, &err)),
@@ -1787,7 +1742,7 @@ impl NetworkDriver {
                 .await
             {
                 Ok(_) => {}
-                Err(err) if gone(code(&err)) => {}
+                Err(err) if sdk::gone(sdk::code(&err)) => {}
                 Err(err) => return Err(classify(call, &err)),
             }
         }
@@ -1805,9 +1760,9 @@ impl NetworkDriver {
                 .await
             {
                 Ok(_) => {}
-                Err(err) if gone(code(&err)) => {}
+                Err(err) if sdk::gone(sdk::code(&err)) => {}
                 // Network interfaces (a database, a cluster) still in it.
-                Err(err) if code(&err) == Some("DependencyViolation") => {
+                Err(err) if sdk::code(&err) == Some("DependencyViolation") => {
                     blocked.push(dependency(&group.id, &err));
                 }
                 Err(err) => return Err(classify(call, &err)),
@@ -1826,8 +1781,8 @@ impl NetworkDriver {
             let call = "DeleteSubnet";
             match self.ec2.delete_subnet().subnet_id(&subnet.id).send().await {
                 Ok(_) => {}
-                Err(err) if gone(code(&err)) => {}
-                Err(err) if code(&err) == Some("DependencyViolation") => {
+                Err(err) if sdk::gone(sdk::code(&err)) => {}
+                Err(err) if sdk::code(&err) == Some("DependencyViolation") => {
                     blocked.push(dependency(&subnet.id, &err));
                 }
                 Err(err) => return Err(classify(call, &err)),
@@ -1846,8 +1801,8 @@ impl NetworkDriver {
             let call = "DeleteVpc";
             match self.ec2.delete_vpc().vpc_id(&vpc.id).send().await {
                 Ok(_) => {}
-                Err(err) if gone(code(&err)) => {}
-                Err(err) if code(&err) == Some("DependencyViolation") => {
+                Err(err) if sdk::gone(sdk::code(&err)) => {}
+                Err(err) if sdk::code(&err) == Some("DependencyViolation") => {
                     blocked.push(dependency(&vpc.id, &err));
                 }
                 Err(err) => return Err(classify(call, &err)),

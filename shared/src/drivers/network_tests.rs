@@ -1424,7 +1424,7 @@ async fn aws_failures_are_classified_for_the_state_machine() {
             .unwrap_err();
         assert_eq!(
             err,
-            expected(format!("DescribeVpcs: {code}: AWS says {code}"))
+            expected(format!("EC2 DescribeVpcs: {code}: AWS says {code}"))
         );
     }
     // A quota is no reason to try again.
@@ -1441,7 +1441,9 @@ async fn aws_failures_are_classified_for_the_state_machine() {
             .start(&fixture.step(&journal, &[]))
             .await
             .unwrap_err(),
-        ActionError::Fatal("CreateVpc: VpcLimitExceeded: AWS says VpcLimitExceeded".to_string())
+        ActionError::Fatal(
+            "EC2 CreateVpc: VpcLimitExceeded: AWS says VpcLimitExceeded".to_string()
+        )
     );
 }
 
@@ -1874,7 +1876,7 @@ async fn a_refused_deletion_is_fatal() {
             .await
             .unwrap_err(),
         ActionError::Fatal(
-            "DeleteVpc: UnauthorizedOperation: AWS says UnauthorizedOperation".to_string()
+            "EC2 DeleteVpc: UnauthorizedOperation: AWS says UnauthorizedOperation".to_string()
         )
     );
 }

@@ -18,7 +18,7 @@ use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use aws_sdk_rds::config::http::HttpResponse;
-use aws_sdk_rds::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_rds::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_rds::types::{ApplyMethod, DbInstance, Parameter, Tag};
 use jsonschema::Validator;
 use serde::Deserialize;
@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 use crate::action::ActionError;
 use crate::actions::driver::{Driver, Level, Outputs, Progress, Step, Undone, REQUEST_TAG};
 use crate::actions::lifecycle::Lifecycle;
+use crate::aws::sdk;
 use crate::catalog::item::ActionType;
 use crate::catalog::validate::action_schema;
 use crate::compose::Base;
@@ -90,13 +91,6 @@ const NO_SNAPSHOT: &[&str] = &[
     "inaccessible-encryption-credentials",
     "inaccessible-encryption-credentials-recoverable",
     "restore-error",
-];
-
-const THROTTLING: &[&str] = &[
-    "Throttling",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "TooManyRequestsException",
 ];
 
 /// The config of an `aws-rds-postgres` action once rendered, after the
@@ -361,7 +355,7 @@ impl RdsDriver {
             {
                 Ok(None)
             }
-            Err(err) => Err(classify("DescribeDBSubnetGroups", &err)),
+            Err(err) => Err(sdk::failed("RDS", "DescribeDBSubnetGroups", &err)),
         }
     }
 
@@ -387,7 +381,7 @@ impl RdsDriver {
             {
                 Ok(None)
             }
-            Err(err) => Err(classify("DescribeDBParameterGroups", &err)),
+            Err(err) => Err(sdk::failed("RDS", "DescribeDBParameterGroups", &err)),
         }
     }
 
@@ -407,7 +401,7 @@ impl RdsDriver {
             {
                 Ok(None)
             }
-            Err(err) => Err(classify("DescribeDBInstances", &err)),
+            Err(err) => Err(sdk::failed("RDS", "DescribeDBInstances", &err)),
         }
     }
 
@@ -459,7 +453,7 @@ impl RdsDriver {
                 )
                 .await
             }
-            Err(err) => Err(classify("CreateDBSubnetGroup", &err)),
+            Err(err) => Err(sdk::failed("RDS", "CreateDBSubnetGroup", &err)),
         }
     }
 
@@ -516,7 +510,7 @@ impl RdsDriver {
                     )
                     .await?;
                 }
-                Err(err) => return Err(classify("CreateDBParameterGroup", &err)),
+                Err(err) => return Err(sdk::failed("RDS", "CreateDBParameterGroup", &err)),
             }
         }
         // The group is set before the instance exists, so every parameter
@@ -540,7 +534,7 @@ impl RdsDriver {
                 .set_parameters(Some(chunk.to_vec()))
                 .send()
                 .await
-                .map_err(|err| classify("ModifyDBParameterGroup", &err))?;
+                .map_err(|err| sdk::failed("RDS", "ModifyDBParameterGroup", &err))?;
         }
         Ok(())
     }
@@ -633,7 +627,7 @@ impl RdsDriver {
                 })?;
                 self.adopt_instance(step, found, id).await
             }
-            Err(err) => Err(classify("CreateDBInstance", &err)),
+            Err(err) => Err(sdk::failed("RDS", "CreateDBInstance", &err)),
         }
     }
 
@@ -672,11 +666,10 @@ impl RdsDriver {
         if matches!(state, "deleting" | "delete-precheck") {
             return Ok(Removal::Wait(format!("DB instance {id} to be deleted")));
         }
-        // A completed request's database is always kept as a snapshot;
-        // undoing a failed fulfilment keeps one too, unless the instance
-        // never became available and so holds no data.
-        let never_available = step.outputs.is_empty() && NO_SNAPSHOT.contains(&state);
-        let snapshot = step.rolling_back_completed() || !never_available;
+        // A completed request's database may hold data: it is always kept
+        // as a snapshot. A failed fulfilment's was never handed to anyone
+        // (the request never completed), so it leaves nothing behind.
+        let snapshot = step.rolling_back_completed();
         if snapshot && NO_SNAPSHOT.contains(&state) {
             return Err(ActionError::Fatal(format!(
                 "DB instance {id} is {state}: RDS cannot take its final snapshot, and PAO does not \
@@ -706,7 +699,9 @@ impl RdsDriver {
             .rds
             .delete_db_instance()
             .db_instance_identifier(id)
-            .delete_automated_backups(false);
+            // The final snapshot is what is kept; automated backups would
+            // be one more thing left behind.
+            .delete_automated_backups(true);
         let message = if snapshot {
             let name = final_snapshot(step, &instance);
             let kept = Resource::new(SNAPSHOT, &name)
@@ -719,7 +714,9 @@ impl RdsDriver {
             format!("deleting DB instance {id}; its final snapshot {name} is kept")
         } else {
             delete = delete.skip_final_snapshot(true);
-            format!("deleting DB instance {id} without a final snapshot: it never became available")
+            format!(
+                "deleting DB instance {id} without a final snapshot: the request never completed"
+            )
         };
         match delete.send().await {
             Ok(_) => {
@@ -758,7 +755,7 @@ impl RdsDriver {
                     "deletion protection of DB instance {id} to be lifted"
                 )))
             }
-            _ => Err(classify(call, err)),
+            _ => Err(sdk::failed("RDS", call, err)),
         }
     }
 
@@ -777,7 +774,7 @@ impl RdsDriver {
                 Some(e) if e.is_invalid_db_parameter_group_state_fault() => Ok(Some(format!(
                     "DB parameter group {name} to be released by its instance"
                 ))),
-                _ => Err(classify("DeleteDBParameterGroup", &err)),
+                _ => Err(sdk::failed("RDS", "DeleteDBParameterGroup", &err)),
             },
         }
     }
@@ -801,7 +798,7 @@ impl RdsDriver {
                         "DB subnet group {name} to be released by its instance"
                     )))
                 }
-                _ => Err(classify("DeleteDBSubnetGroup", &err)),
+                _ => Err(sdk::failed("RDS", "DeleteDBSubnetGroup", &err)),
             },
         }
     }
@@ -930,36 +927,6 @@ impl Driver for RdsDriver {
             format!("; final snapshot {} kept", snapshots.join(", "))
         };
         Ok(Undone::Done(format!("deleted {listed}{kept}")))
-    }
-}
-
-/// What the state machine makes of a failed RDS call: throttling is
-/// retried slowly, a server error or a lost connection is retried, and
-/// anything else (validation, quota, permission) is fatal with AWS's
-/// message, which never holds a secret: PAO sends RDS none.
-fn classify<E>(call: &str, err: &SdkError<E, HttpResponse>) -> ActionError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    tracing::warn!(call, error = %DisplayErrorContext(err), "RDS call failed");
-    match err {
-        SdkError::ServiceError(service) => {
-            let code = service.err().code().unwrap_or("an unnamed error");
-            let message = service.err().message().unwrap_or("no message");
-            let text = format!("RDS {call}: {code}: {message}");
-            let status = service.raw().status().as_u16();
-            if THROTTLING.contains(&code) || status == 429 {
-                ActionError::Throttled(text)
-            } else if status >= 500 {
-                ActionError::Retryable(text)
-            } else {
-                ActionError::Fatal(text)
-            }
-        }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            ActionError::Retryable(format!("RDS {call}: {}", DisplayErrorContext(err)))
-        }
-        _ => ActionError::Fatal(format!("RDS {call}: {}", DisplayErrorContext(err))),
     }
 }
 

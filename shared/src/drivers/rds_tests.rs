@@ -819,7 +819,7 @@ async fn rolling_back_a_completed_request_keeps_a_final_snapshot_then_deletes_ev
         &deleted(move |r| {
             r.skip_final_snapshot() == Some(false)
                 && r.final_db_snapshot_identifier() == Some(expected.as_str())
-                && r.delete_automated_backups() == Some(false)
+                && r.delete_automated_backups() == Some(true)
         }),
     ];
     let ledger = the_ledger();
@@ -867,55 +867,45 @@ async fn rolling_back_a_completed_request_keeps_a_final_snapshot_then_deletes_ev
 }
 
 #[tokio::test]
-async fn undoing_a_failed_fulfilment_skips_the_snapshot_of_an_instance_that_never_became_available()
-{
-    let fixture = fixture(config());
-    let journal = MemoryJournal::default();
-    let creating = like("creating").deletion_protection(false).build();
-    let rules = [
-        &described(creating),
-        &deleted(|r| {
-            r.skip_final_snapshot() == Some(true)
-                && r.final_db_snapshot_identifier().is_none()
-                && r.delete_automated_backups() == Some(false)
-        }),
+async fn undoing_a_failed_fulfilment_takes_no_snapshot_and_keeps_no_backups() {
+    // An instance still creating; one the action saw available before a
+    // later action failed (it has outputs); one available whose action
+    // failed after all (no outputs). The request never completed: none is
+    // kept.
+    let cases = [
+        (
+            like("creating").deletion_protection(false).build(),
+            json!({}),
+        ),
+        (instance("available"), expected_outputs()),
+        (instance("available"), json!({})),
     ];
-    let undone = driver(&rules)
-        .compensate(&fixture.step(&journal, &the_ledger()))
-        .await
-        .unwrap();
-    assert!(
-        matches!(undone, Undone::Wait { seconds: 60, .. }),
-        "{undone:?}"
-    );
-    assert!(journal.resources().is_empty(), "no snapshot recorded");
-}
-
-#[tokio::test]
-async fn undoing_a_failed_fulfilment_keeps_a_snapshot_of_an_instance_that_was_available() {
-    // The action succeeded (it has outputs) and a later one failed; and
-    // an action that failed (no outputs) with its instance available.
-    for outputs in [expected_outputs(), json!({})] {
+    for (described_instance, outputs) in cases {
+        let protected = described_instance.deletion_protection() == Some(true);
         let mut fixture = fixture(config());
         fixture.outputs = outputs.as_object().cloned().unwrap();
         let journal = MemoryJournal::default();
-        let expected = final_snapshot_name();
-        let rules = [
-            &described(instance("available")),
-            &protection_lifted(),
-            &deleted(move |r| {
-                r.skip_final_snapshot() == Some(false)
-                    && r.final_db_snapshot_identifier() == Some(expected.as_str())
-            }),
-        ];
-        driver(&rules)
+        let deletion = deleted(|r| {
+            r.skip_final_snapshot() == Some(true)
+                && r.final_db_snapshot_identifier().is_none()
+                && r.delete_automated_backups() == Some(true)
+        });
+        let described_rule = described(described_instance);
+        let lifted = protection_lifted();
+        let rules: Vec<&Rule> = if protected {
+            vec![&described_rule, &lifted, &deletion]
+        } else {
+            vec![&described_rule, &deletion]
+        };
+        let undone = driver(&rules)
             .compensate(&fixture.step(&journal, &the_ledger()))
             .await
             .unwrap();
-        assert_eq!(
-            kinds(&journal.resources()),
-            vec![(SNAPSHOT.to_string(), final_snapshot_name())]
+        assert!(
+            matches!(undone, Undone::Wait { seconds: 60, .. }),
+            "{undone:?}"
         );
+        assert!(journal.resources().is_empty(), "no snapshot recorded");
     }
 }
 

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::config::http::HttpResponse;
-use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput;
 use aws_sdk_secretsmanager::types::{RotationRulesType, Tag};
 use aws_sdk_secretsmanager::Client;
@@ -30,6 +30,7 @@ use crate::actions::driver::{
     Driver, Level, Outputs, Progress, Step, Undone, ACTION_TAG, REQUEST_TAG,
 };
 use crate::actions::lifecycle::Lifecycle;
+use crate::aws::sdk;
 use crate::catalog::item::ActionType;
 use crate::compose::Base;
 use crate::config::{ConfigError, Env};
@@ -419,7 +420,7 @@ impl SecretDriver {
                 step.journal.log(Level::Warn, &message).await?;
                 return Ok(None);
             }
-            Err(err) => return Err(failed("DescribeSecret", err)),
+            Err(err) => return Err(sdk::failed("Secrets Manager", "DescribeSecret", &err)),
         };
         self.restore_if_deleted(step, &described, name).await?;
         Secret::described(&described, name).map(Some)
@@ -478,10 +479,10 @@ impl SecretDriver {
             {
                 match self.adopt(step, &plan.name).await? {
                     Some(secret) => Ok(secret),
-                    None => Err(failed("CreateSecret", err)),
+                    None => Err(sdk::failed("Secrets Manager", "CreateSecret", &err)),
                 }
             }
-            Err(err) => Err(failed("CreateSecret", err)),
+            Err(err) => Err(sdk::failed("Secrets Manager", "CreateSecret", &err)),
         }
     }
 
@@ -494,7 +495,7 @@ impl SecretDriver {
             Err(err) if is_not_found(&err) => return Ok(None),
             // The policy lets PAO describe only the secrets PAO tagged.
             Err(err) if err.code() == Some("AccessDeniedException") => return Err(not_ours(name)),
-            Err(err) => return Err(failed("DescribeSecret", err)),
+            Err(err) => return Err(sdk::failed("Secrets Manager", "DescribeSecret", &err)),
         };
         if !made_by(&described, step) {
             return Err(not_ours(name));
@@ -525,7 +526,7 @@ impl SecretDriver {
             .secret_id(described.arn().unwrap_or(name))
             .send()
             .await
-            .map_err(|err| failed("RestoreSecret", err))?;
+            .map_err(|err| sdk::failed("Secrets Manager", "RestoreSecret", &err))?;
         let message =
             format!("restored secret {name}, which an earlier rollback had scheduled for deletion");
         step.journal.log(Level::Info, &message).await
@@ -544,7 +545,7 @@ impl SecretDriver {
                     .send()
                     .await
                     .map_err(|err| {
-                        failed("GetSecretValue", err)
+                        sdk::failed("Secrets Manager", "GetSecretValue", &err)
                             .map_message(|message| format!("password field {field}: {message}"))
                     })?;
                 match answer.secret_string() {
@@ -580,7 +581,7 @@ impl SecretDriver {
             .rotate_immediately(false)
             .send()
             .await
-            .map_err(|err| failed("RotateSecret", err))?;
+            .map_err(|err| sdk::failed("Secrets Manager", "RotateSecret", &err))?;
         let message = format!("secret {} rotates every {days} days", secret.name);
         step.journal.log(Level::Info, &message).await
     }
@@ -619,9 +620,9 @@ impl SecretDriver {
             Some(e) if e.is_invalid_request_exception() => match self.describe(arn).await {
                 Ok(described) if described.deleted_date().is_some() => Ok(()),
                 Err(gone) if is_not_found(&gone) => Ok(()),
-                _ => Err(failed("DeleteSecret", err)),
+                _ => Err(sdk::failed("Secrets Manager", "DeleteSecret", &err)),
             },
-            _ => Err(failed("DeleteSecret", err)),
+            _ => Err(sdk::failed("Secrets Manager", "DeleteSecret", &err)),
         }
     }
 }
@@ -634,46 +635,6 @@ fn is_not_found(
 ) -> bool {
     err.as_service_error()
         .is_some_and(|e| e.is_resource_not_found_exception())
-}
-
-const THROTTLING: [&str; 4] = [
-    "Throttling",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "TooManyRequestsException",
-];
-
-/// A failed Secrets Manager call as an action error: throttling is
-/// `Throttled`; 5xx, time-outs and failures to reach the service are
-/// `Retryable`; anything else (validation, quota, permission) is `Fatal`
-/// with AWS's message, which never holds a secret value.
-pub(crate) fn failed<E>(operation: &str, err: SdkError<E, HttpResponse>) -> ActionError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    let described = format!("Secrets Manager {operation}");
-    match &err {
-        SdkError::ServiceError(service) => {
-            let code = service.err().code().unwrap_or("error");
-            let text = match service.err().message() {
-                Some(message) if !message.is_empty() => format!("{described}: {code}: {message}"),
-                _ => format!("{described}: {code}"),
-            };
-            if THROTTLING.contains(&code) {
-                ActionError::Throttled(text)
-            } else if service.raw().status().is_server_error()
-                || matches!(code, "InternalServiceError" | "ServiceUnavailable")
-            {
-                ActionError::Retryable(text)
-            } else {
-                ActionError::Fatal(text)
-            }
-        }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            ActionError::Retryable(format!("{described}: {}", DisplayErrorContext(&err)))
-        }
-        _ => ActionError::Fatal(format!("{described}: {}", DisplayErrorContext(&err))),
-    }
 }
 
 #[cfg(test)]

@@ -10,8 +10,9 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::Value;
 
-use super::{boolean, failed, integer};
+use super::{boolean, integer};
 use crate::action::ActionError;
+use crate::aws::sdk;
 
 /// The tag holding the settings, as `length=64 exclude=<base64> include-space`.
 pub const TAG: &str = "pao:generate";
@@ -221,7 +222,7 @@ impl Generate {
             .exclude_lowercase(self.exclude_lowercase)
             .send()
             .await
-            .map_err(|err| failed("GetRandomPassword", err))?;
+            .map_err(|err| sdk::failed("Secrets Manager", "GetRandomPassword", &err))?;
         match answer.random_password() {
             Some(password) if !password.is_empty() => Ok(SecretValue::new(password.to_string())),
             _ => Err(ActionError::Retryable(

@@ -22,9 +22,9 @@ use aws_sdk_secretsmanager::types::Tag;
 use aws_sdk_secretsmanager::Client;
 use serde::{Deserialize, Serialize};
 
-use super::failed;
 use super::generate::{self, Generate};
 use crate::action::ActionError;
+use crate::aws::sdk;
 
 const CURRENT: &str = "AWSCURRENT";
 const PENDING: &str = "AWSPENDING";
@@ -76,7 +76,7 @@ impl Rotation {
             .secret_id(&event.secret_id)
             .send()
             .await
-            .map_err(|err| failed("DescribeSecret", err))?;
+            .map_err(|err| sdk::failed("Secrets Manager", "DescribeSecret", &err))?;
         let secret = described.arn().unwrap_or(&event.secret_id).to_string();
         if described.rotation_enabled() != Some(true) {
             return Err(ActionError::Fatal(format!(
@@ -135,7 +135,7 @@ impl Rotation {
                 if err
                     .as_service_error()
                     .is_some_and(|e| e.is_resource_not_found_exception()) => {}
-            Err(err) => return Err(failed("GetSecretValue", err)),
+            Err(err) => return Err(sdk::failed("Secrets Manager", "GetSecretValue", &err)),
         }
         let settings = match tag(described, generate::TAG) {
             Some(tag) => Generate::from_tag(tag)
@@ -151,7 +151,7 @@ impl Rotation {
             .version_stages(PENDING)
             .send()
             .await
-            .map_err(|err| failed("PutSecretValue", err))?;
+            .map_err(|err| sdk::failed("Secrets Manager", "PutSecretValue", &err))?;
         Ok(())
     }
 
@@ -164,7 +164,7 @@ impl Rotation {
             .version_stage(PENDING)
             .send()
             .await
-            .map_err(|err| failed("GetSecretValue", err))?;
+            .map_err(|err| sdk::failed("Secrets Manager", "GetSecretValue", &err))?;
         if pending.secret_string().is_none_or(str::is_empty) {
             return Err(ActionError::Fatal(format!(
                 "version {token} of secret {secret} holds no value"
@@ -193,7 +193,7 @@ impl Rotation {
             .set_remove_from_version_id(current)
             .send()
             .await
-            .map_err(|err| failed("UpdateSecretVersionStage", err))?;
+            .map_err(|err| sdk::failed("Secrets Manager", "UpdateSecretVersionStage", &err))?;
         self.unstage_pending(secret, token).await
     }
 
@@ -208,7 +208,7 @@ impl Rotation {
             .remove_from_version_id(token)
             .send()
             .await
-            .map_err(|err| failed("UpdateSecretVersionStage", err))?;
+            .map_err(|err| sdk::failed("Secrets Manager", "UpdateSecretVersionStage", &err))?;
         Ok(())
     }
 }
