@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 
 use pao::aws::requests_table::RequestTable;
-use pao::requests::fulfilment::Plan;
+use pao::requests::fulfillment::Plan;
 use pao::requests::{
     AuditEntry, LogEntry, Request, RequestStatus, RequestStore, Requester, Transition,
     TransitionError,

@@ -17,7 +17,7 @@ use pao::catalog::item::ActionType;
 use pao::drivers::secret::generate::Generate;
 use pao::drivers::secret::rotation::{Rotation, RotationEvent, RotationStep};
 use pao::drivers::secret::{generate, SecretDriver};
-use pao::requests::fulfilment::Resource;
+use pao::requests::fulfillment::Resource;
 use serde_json::{json, Value};
 
 const ACTION: &str = "app_secret";

@@ -1,4 +1,4 @@
-//! The contract between the fulfilment state machine and every action Lambda:
+//! The contract between the fulfillment state machine and every action Lambda:
 //! `{request_id, action_id, op, attempt}` in, `{done, wait_seconds, outputs}`
 //! out, and errors whose names the state machine's `Retry` and `Catch` match.
 

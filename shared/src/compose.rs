@@ -23,6 +23,11 @@ use crate::aws::sfn::{Fulfillment, StateMachineProbe};
 use crate::catalog::index::Ingest;
 use crate::catalog::item::ActionType;
 use crate::config::{CatalogConfig, ConfigError, Env, Resources};
+use crate::drivers::eks::{EksDriver, Roles};
+use crate::drivers::network::{FlowLogSettings, NetworkDriver};
+use crate::drivers::rds::RdsDriver;
+use crate::drivers::secret::rotation::Rotation;
+use crate::drivers::secret::{SecretDriver, ROTATION_FUNCTION};
 use crate::health::Health;
 use crate::outbound::{AllowList, Egress};
 use crate::requests::engine::{ActionFunctions, Engine};
@@ -122,7 +127,7 @@ pub async fn requests_api() -> Result<RequestsApi, ConfigError> {
     )
 }
 
-/// The fulfilment engine's steps.
+/// The fulfillment engine's steps.
 pub async fn fulfillment_engine() -> Result<Engine, ConfigError> {
     let env = Env::process();
     let table = env.required("PAO_REQUESTS_TABLE")?;
@@ -237,4 +242,60 @@ pub async fn http_action() -> Result<Lifecycle, ConfigError> {
         .with(ActionType::RestApi, http(Kind::RestApi))
         .with(ActionType::Webhook, http(Kind::Webhook))
         .with(ActionType::JiraTicket, Arc::new(ticket)))
+}
+
+/// The aws-network action function: EC2, and CloudWatch Logs for the flow
+/// logs' groups.
+pub async fn network_action() -> Result<Lifecycle, ConfigError> {
+    let env = Env::process();
+    let base = Base::build(&env).await?;
+    let flow_logs = FlowLogSettings::read(&env)?;
+    let driver = NetworkDriver::new(
+        aws_sdk_ec2::Client::new(&base.sdk),
+        aws_sdk_cloudwatchlogs::Client::new(&base.sdk),
+        flow_logs,
+    );
+    Ok(base
+        .lifecycle()
+        .with(ActionType::AwsNetwork, Arc::new(driver)))
+}
+
+/// The aws-rds-postgres action function.
+pub async fn rds_action() -> Result<Lifecycle, ConfigError> {
+    let base = Base::build(&Env::process()).await?;
+    let driver = RdsDriver::new(aws_sdk_rds::Client::new(&base.sdk));
+    Ok(base
+        .lifecycle()
+        .with(ActionType::AwsRdsPostgres, Arc::new(driver)))
+}
+
+/// The aws-secret action function, with the ARN of PAO's rotation function.
+pub async fn secret_action() -> Result<Lifecycle, ConfigError> {
+    let env = Env::process();
+    let rotation_function = env.required(ROTATION_FUNCTION)?;
+    let base = Base::build(&env).await?;
+    let driver = SecretDriver::new(
+        aws_sdk_secretsmanager::Client::new(&base.sdk),
+        rotation_function,
+    );
+    Ok(base
+        .lifecycle()
+        .with(ActionType::AwsSecret, Arc::new(driver)))
+}
+
+/// The aws-eks-cluster action function, with the roles it passes and grants.
+pub async fn eks_action() -> Result<Lifecycle, ConfigError> {
+    let env = Env::process();
+    let base = Base::build(&env).await?;
+    let roles = Roles::read(&env)?;
+    let driver = EksDriver::new(aws_sdk_eks::Client::new(&base.sdk), roles);
+    Ok(base
+        .lifecycle()
+        .with(ActionType::AwsEksCluster, Arc::new(driver)))
+}
+
+/// The rotation function of aws-secret's secrets. It reads no setting.
+pub async fn secret_rotation() -> Rotation {
+    let sdk = crate::aws::sdk_config().await;
+    Rotation::new(aws_sdk_secretsmanager::Client::new(&sdk))
 }

@@ -7,7 +7,7 @@ use pao::action::ActionInput;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     pao::telemetry::init();
-    let lifecycle = pao::drivers::secret::function().await?;
+    let lifecycle = pao::compose::secret_action().await?;
     let lifecycle = &lifecycle;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ActionInput>| async move { lifecycle.run(event.payload).await },

@@ -1,4 +1,4 @@
-//! The fulfilment engine's steps on a request (see `pao::requests::engine`).
+//! The fulfillment engine's steps on a request (see `pao::requests::engine`).
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use pao::requests::engine::EngineInput;

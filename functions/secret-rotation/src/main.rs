@@ -8,7 +8,7 @@ use pao::drivers::secret::rotation::RotationEvent;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     pao::telemetry::init();
-    let rotation = pao::drivers::secret::rotation::function().await;
+    let rotation = pao::compose::secret_rotation().await;
     let rotation = &rotation;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<RotationEvent>| async move { rotation.handle(event.payload).await },

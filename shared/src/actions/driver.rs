@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::action::ActionError;
 use crate::catalog::item::Action;
-use crate::requests::fulfilment::Resource;
+use crate::requests::fulfillment::Resource;
 use crate::requests::{Request, RequestStatus};
 use crate::template::render::{render, Context, Secrets};
 
@@ -151,7 +151,7 @@ impl Step<'_> {
     }
 
     /// Whether compensation undoes a request that had completed (a
-    /// rollback asked for by a person), rather than a failed fulfilment.
+    /// rollback asked for by a person), rather than a failed fulfillment.
     pub fn rolling_back_completed(&self) -> bool {
         self.request.status == RequestStatus::RollingBack
     }

@@ -28,7 +28,7 @@ use super::driver::{Driver, Journal, Level, Progress, Step, Undone};
 use crate::action::{ActionError, ActionInput, ActionOutput, Op};
 use crate::catalog::item::{Action, ActionType, Mode, Retry};
 use crate::clock::{now, seconds_since};
-use crate::requests::fulfilment::{responses, ActionRecord, ActionStatus, Plan, Resource};
+use crate::requests::fulfillment::{responses, ActionRecord, ActionStatus, Plan, Resource};
 use crate::requests::{Guard, LogEntry, Request, RequestStatus, RequestStore, SecretStore};
 use crate::template::render::{redact, Context, RequestVars, TemplateEnv};
 
@@ -188,7 +188,7 @@ impl Lifecycle {
         }
         let plan =
             self.store.plan(id).await?.ok_or_else(|| {
-                ActionError::Fatal(format!("request {id} has no fulfilment plan"))
+                ActionError::Fatal(format!("request {id} has no fulfillment plan"))
             })?;
         let action = if input.action_id == TICKET {
             if plan.mode != Mode::Manual {

@@ -1038,7 +1038,7 @@ async fn the_manual_ticket_saves_the_task_token_of_its_execution() {
     );
     let calls = h.driver.calls();
     assert_eq!(calls[0].task_token.as_deref(), Some("token-1"));
-    // Its config is the item's manual fulfilment.
+    // Its config is the item's manual fulfillment.
     assert_eq!(calls[0].config["project"], "OPS");
     assert_eq!(calls[0].config["summary"], "Set up {{header.name}}");
     let record = h.record_of(TICKET).await.unwrap();

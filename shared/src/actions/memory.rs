@@ -12,7 +12,7 @@ use super::driver::{Journal, Level, Step};
 use crate::action::ActionError;
 use crate::catalog::item::{Action, ActionType};
 use crate::clock::now;
-use crate::requests::fulfilment::Resource;
+use crate::requests::fulfillment::Resource;
 use crate::requests::{Request, RequestStatus, Requester};
 use crate::template::render::{Context, RequestVars, TemplateEnv};
 

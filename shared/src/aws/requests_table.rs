@@ -18,7 +18,7 @@ use aws_sdk_dynamodb::Client;
 use base64::Engine as _;
 
 use crate::catalog::index::StoreError;
-use crate::requests::fulfilment::{ActionRecord, Plan, Resource};
+use crate::requests::fulfillment::{ActionRecord, Plan, Resource};
 use crate::requests::{
     AuditEntry, Guard, IdempotencyRecord, ListError, ListQuery, LogEntry, Page, Request,
     RequestStore, Transition, TransitionError,

@@ -41,7 +41,7 @@ impl Probe for StateMachineProbe {
     }
 }
 
-/// The fulfilment state machine as the domain's `Workflow`.
+/// The fulfillment state machine as the domain's `Workflow`.
 pub struct Fulfillment {
     client: Client,
     state_machine_arn: String,

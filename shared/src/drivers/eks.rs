@@ -11,7 +11,6 @@
 //! never deletes a cluster or node group the ledger does not name.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_eks::error::ProvideErrorMetadata;
@@ -29,12 +28,9 @@ use crate::action::ActionError;
 use crate::actions::driver::{
     Driver, Level, Outputs, Progress, Step, Undone, ACTION_TAG, REQUEST_TAG,
 };
-use crate::actions::lifecycle::Lifecycle;
 use crate::aws::sdk;
-use crate::catalog::item::ActionType;
-use crate::compose::Base;
 use crate::config::{ConfigError, Env};
-use crate::requests::fulfilment::Resource;
+use crate::requests::fulfillment::Resource;
 
 /// Ledger kinds.
 pub const CLUSTER: &str = "eks:cluster";
@@ -108,18 +104,6 @@ fn is_role_arn(arn: &str) -> bool {
             && account.len() == 12
             && account.bytes().all(|b| b.is_ascii_digit())
             && resource.strip_prefix("role/").is_some_and(|name| !name.is_empty()))
-}
-
-/// The aws-eks-cluster function: reads its roles once, and runs only this
-/// action type.
-pub async fn function() -> Result<Lifecycle, ConfigError> {
-    let env = Env::process();
-    let base = Base::build(&env).await?;
-    let roles = Roles::read(&env)?;
-    let driver = EksDriver::new(Client::new(&base.sdk), roles);
-    Ok(base
-        .lifecycle()
-        .with(ActionType::AwsEksCluster, Arc::new(driver)))
 }
 
 pub struct EksDriver {

@@ -38,6 +38,7 @@ use serde_json::json;
 use super::*;
 use crate::actions::driver::ITEM_TAG;
 use crate::actions::memory::{Fixture, MemoryJournal};
+use crate::catalog::item::ActionType;
 use crate::requests::RequestStatus;
 
 const REQUEST: &str = "req-1";

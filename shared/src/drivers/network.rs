@@ -15,7 +15,6 @@
 //! touches the requests table.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::config::http::HttpResponse;
@@ -32,12 +31,9 @@ use sha2::{Digest, Sha256};
 
 use crate::action::ActionError;
 use crate::actions::driver::{Driver, Outputs, Progress, Step, Undone, ACTION_TAG, REQUEST_TAG};
-use crate::actions::lifecycle::Lifecycle;
 use crate::aws::sdk;
-use crate::catalog::item::ActionType;
-use crate::compose::Base;
 use crate::config::{ConfigError, Env};
-use crate::requests::fulfilment::Resource;
+use crate::requests::fulfillment::Resource;
 
 /// The tag naming which part of the network a resource is.
 pub const PART_TAG: &str = "pao:part";
@@ -421,21 +417,6 @@ pub struct NetworkDriver {
     ec2: aws_sdk_ec2::Client,
     logs: aws_sdk_cloudwatchlogs::Client,
     flow_logs: FlowLogSettings,
-}
-
-/// The action function: the lifecycle with this driver.
-pub async fn function() -> Result<Lifecycle, ConfigError> {
-    let env = Env::process();
-    let base = Base::build(&env).await?;
-    let flow_logs = FlowLogSettings::read(&env)?;
-    let driver = NetworkDriver::new(
-        aws_sdk_ec2::Client::new(&base.sdk),
-        aws_sdk_cloudwatchlogs::Client::new(&base.sdk),
-        flow_logs,
-    );
-    Ok(base
-        .lifecycle()
-        .with(ActionType::AwsNetwork, Arc::new(driver)))
 }
 
 /// A NAT gateway as found or made.

@@ -20,6 +20,7 @@ use serde_json::json;
 
 use super::*;
 use crate::actions::memory::{Fixture, MemoryJournal};
+use crate::catalog::item::ActionType;
 use crate::requests::RequestStatus;
 
 const REQUEST: &str = "req-1";

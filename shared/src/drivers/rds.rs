@@ -14,7 +14,7 @@
 //! resource found by tag alone.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use aws_sdk_rds::config::http::HttpResponse;
@@ -27,13 +27,10 @@ use sha2::{Digest, Sha256};
 
 use crate::action::ActionError;
 use crate::actions::driver::{Driver, Level, Outputs, Progress, Step, Undone, REQUEST_TAG};
-use crate::actions::lifecycle::Lifecycle;
 use crate::aws::sdk;
 use crate::catalog::item::ActionType;
 use crate::catalog::validate::action_schema;
-use crate::compose::Base;
-use crate::config::{ConfigError, Env};
-use crate::requests::fulfilment::Resource;
+use crate::requests::fulfillment::Resource;
 
 /// Ledger kinds of what this action makes.
 pub const INSTANCE: &str = "rds:db-instance";
@@ -667,7 +664,7 @@ impl RdsDriver {
             return Ok(Removal::Wait(format!("DB instance {id} to be deleted")));
         }
         // A completed request's database may hold data: it is always kept
-        // as a snapshot. A failed fulfilment's was never handed to anyone
+        // as a snapshot. A failed fulfillment's was never handed to anyone
         // (the request never completed), so it leaves nothing behind.
         let snapshot = step.rolling_back_completed();
         if snapshot && NO_SNAPSHOT.contains(&state) {
@@ -928,16 +925,6 @@ impl Driver for RdsDriver {
         };
         Ok(Undone::Done(format!("deleted {listed}{kept}")))
     }
-}
-
-/// The aws-rds-postgres action function: its settings read once, its RDS
-/// client built from the shared SDK configuration.
-pub async fn function() -> Result<Lifecycle, ConfigError> {
-    let base = Base::build(&Env::process()).await?;
-    let driver = RdsDriver::new(aws_sdk_rds::Client::new(&base.sdk));
-    Ok(base
-        .lifecycle()
-        .with(ActionType::AwsRdsPostgres, Arc::new(driver)))
 }
 
 #[cfg(test)]

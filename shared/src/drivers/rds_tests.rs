@@ -867,7 +867,7 @@ async fn rolling_back_a_completed_request_keeps_a_final_snapshot_then_deletes_ev
 }
 
 #[tokio::test]
-async fn undoing_a_failed_fulfilment_takes_no_snapshot_and_keeps_no_backups() {
+async fn undoing_a_failed_fulfillment_takes_no_snapshot_and_keeps_no_backups() {
     // An instance still creating; one the action saw available before a
     // later action failed (it has outputs); one available whose action
     // failed after all (no outputs). The request never completed: none is

@@ -13,7 +13,6 @@ pub mod generate;
 pub mod rotation;
 
 use std::ops::RangeInclusive;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::config::http::HttpResponse;
@@ -29,12 +28,8 @@ use crate::action::ActionError;
 use crate::actions::driver::{
     Driver, Level, Outputs, Progress, Step, Undone, ACTION_TAG, REQUEST_TAG,
 };
-use crate::actions::lifecycle::Lifecycle;
 use crate::aws::sdk;
-use crate::catalog::item::ActionType;
-use crate::compose::Base;
-use crate::config::{ConfigError, Env};
-use crate::requests::fulfilment::Resource;
+use crate::requests::fulfillment::Resource;
 use generate::{Generate, SecretValue};
 
 /// The ledger's kind of a secret; its id is the ARN, its `name` detail the name.
@@ -48,18 +43,6 @@ pub const RECOVERY_WINDOW_DAYS: i64 = 7;
 
 const DEFAULT_ROTATION_DAYS: i64 = 30;
 const ROTATION_DAYS: RangeInclusive<i64> = 1..=365;
-
-/// The aws-secret action function: its settings read once, its client built
-/// once, from the one SDK configuration.
-pub async fn function() -> Result<Lifecycle, ConfigError> {
-    let env = Env::process();
-    let rotation_function = env.required(ROTATION_FUNCTION)?;
-    let base = Base::build(&env).await?;
-    let driver = SecretDriver::new(Client::new(&base.sdk), rotation_function);
-    Ok(base
-        .lifecycle()
-        .with(ActionType::AwsSecret, Arc::new(driver)))
-}
 
 pub struct SecretDriver {
     client: Client,

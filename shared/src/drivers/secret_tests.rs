@@ -18,6 +18,7 @@ use serde_json::json;
 
 use super::*;
 use crate::actions::memory::{Fixture, MemoryJournal};
+use crate::catalog::item::ActionType;
 use crate::requests::RequestStatus;
 
 const REQUEST: &str = "0190d4c0-5e1f-7a2b-9c3d-4e5f60718293";

@@ -1,4 +1,4 @@
-//! The fulfilment engine's steps on a request, as the fulfilment state
+//! The fulfillment engine's steps on a request, as the fulfillment state
 //! machine calls them: plan (Queued → InProgress, and the waves of actions
 //! still to run), complete, undo (the succeeded actions to compensate,
 //! newest first), fail and rolled back. Each step is idempotent, so the
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::fulfilment::{compensation_order, ActionStatus};
+use super::fulfillment::{compensation_order, ActionStatus};
 use super::{LogEntry, RequestStatus, RequestStore, Transition, TransitionError};
 use crate::action::ActionError;
 use crate::catalog::index::StoreError;
@@ -96,7 +96,7 @@ pub struct Engine {
     functions: ActionFunctions,
 }
 
-const ACTOR: &str = "fulfilment-engine";
+const ACTOR: &str = "fulfillment-engine";
 
 impl From<StoreError> for ActionError {
     fn from(err: StoreError) -> Self {
@@ -119,7 +119,7 @@ impl Engine {
             Step::Plan => return self.plan(id).await,
             Step::Complete => {
                 self.move_to(id, RequestStatus::Completed, None).await?;
-                self.log(id, "info", "fulfilment completed").await?;
+                self.log(id, "info", "fulfillment completed").await?;
             }
             Step::Undo => return self.undo(id).await,
             Step::Fail => {
@@ -145,7 +145,7 @@ impl Engine {
                 } else {
                     self.move_to(id, RequestStatus::Failed, Some(reason.clone()))
                         .await?;
-                    self.log(id, "error", &format!("fulfilment failed: {reason}"))
+                    self.log(id, "error", &format!("fulfillment failed: {reason}"))
                         .await?;
                 }
             }
@@ -172,7 +172,7 @@ impl Engine {
         let request = self.request(id).await?;
         let plan =
             self.store.plan(id).await?.ok_or_else(|| {
-                ActionError::Fatal(format!("request {id} has no fulfilment plan"))
+                ActionError::Fatal(format!("request {id} has no fulfillment plan"))
             })?;
         let done: BTreeSet<String> = self
             .store
@@ -204,12 +204,12 @@ impl Engine {
         };
         let skipped = done.len();
         let message = match plan.mode {
-            Mode::Manual => "fulfilment started: a JIRA ticket for the platform team".to_string(),
+            Mode::Manual => "fulfillment started: a JIRA ticket for the platform team".to_string(),
             Mode::Automated if skipped > 0 => format!(
-                "fulfilment started: {} wave(s); {skipped} action(s) succeeded before and are not run again",
+                "fulfillment started: {} wave(s); {skipped} action(s) succeeded before and are not run again",
                 waves.len()
             ),
-            Mode::Automated => format!("fulfilment started: {} wave(s)", waves.len()),
+            Mode::Automated => format!("fulfillment started: {} wave(s)", waves.len()),
         };
         self.log(id, "info", &message).await?;
         Ok(json!({"mode": mode, "waves": waves, "ticket": ticket}))

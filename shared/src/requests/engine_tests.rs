@@ -6,7 +6,7 @@ use serde_json::Map;
 
 use super::*;
 use crate::catalog::item::ActionType;
-use crate::requests::fulfilment::{ActionRecord, Plan, Resource};
+use crate::requests::fulfillment::{ActionRecord, Plan, Resource};
 use crate::requests::memory::MemoryRequests;
 use crate::requests::{Request, Requester};
 
@@ -175,12 +175,12 @@ async fn plan_starts_the_request_and_returns_its_waves() {
     );
     let audit = h.store.audit(ID).await.unwrap();
     assert_eq!(audit.len(), 1);
-    assert_eq!(audit[0].actor, "fulfilment-engine");
+    assert_eq!(audit[0].actor, "fulfillment-engine");
     assert_eq!(
         (audit[0].from, audit[0].to),
         (Some(RequestStatus::Queued), RequestStatus::InProgress)
     );
-    assert_eq!(h.lines().await, ["info: fulfilment started: 3 wave(s)"]);
+    assert_eq!(h.lines().await, ["info: fulfillment started: 3 wave(s)"]);
 
     // The state machine retries the step: the same plan, no second change.
     assert_eq!(h.run(Step::Plan).await.unwrap(), planned);
@@ -207,7 +207,7 @@ async fn plan_leaves_out_what_succeeded_on_an_earlier_run() {
     );
     assert_eq!(
         h.lines().await,
-        ["info: fulfilment started: 2 wave(s); 2 action(s) succeeded before and are not run again"]
+        ["info: fulfillment started: 2 wave(s); 2 action(s) succeeded before and are not run again"]
     );
 }
 
@@ -224,7 +224,7 @@ async fn plan_of_a_manual_item_is_its_ticket() {
     assert_eq!(h.request().await.status, RequestStatus::InProgress);
     assert_eq!(
         h.lines().await,
-        ["info: fulfilment started: a JIRA ticket for the platform team"]
+        ["info: fulfillment started: a JIRA ticket for the platform team"]
     );
 }
 
@@ -484,7 +484,7 @@ async fn complete_marks_the_request_completed_once() {
         (request.status, request.version),
         (RequestStatus::Completed, 4)
     );
-    assert_eq!(h.lines().await, ["info: fulfilment completed"]);
+    assert_eq!(h.lines().await, ["info: fulfillment completed"]);
 
     // A retried step finds it done.
     h.run(Step::Complete).await.unwrap();
@@ -543,7 +543,7 @@ async fn fail_records_the_reason_read_from_the_caught_error() {
         assert_eq!(audit[0].from, Some(status));
         assert_eq!(
             h.lines().await,
-            [format!("error: fulfilment failed: {reason}")]
+            [format!("error: fulfillment failed: {reason}")]
         );
     }
 }
@@ -633,7 +633,7 @@ fn undo_retries_outlast_a_call_under_way() {
         total += wait.min(retry["MaxDelaySeconds"].as_f64().unwrap());
         wait *= retry["BackoffRate"].as_f64().unwrap();
     }
-    let lost_after = crate::requests::fulfilment::LOST_AFTER_SECONDS;
+    let lost_after = crate::requests::fulfillment::LOST_AFTER_SECONDS;
     assert!(
         total > lost_after,
         "{total} s of retries, calls lost after {lost_after} s"

@@ -16,7 +16,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::fulfilment::{ActionRecord, Plan, Resource};
+use super::fulfillment::{ActionRecord, Plan, Resource};
 use super::{
     AuditEntry, Guard, IdempotencyRecord, ListError, ListQuery, LogEntry, Page, Request,
     RequestStore, SecretStore, TaskOutcome, Transition, TransitionError, Workflow,
@@ -521,7 +521,7 @@ struct Engine {
     resumed: Vec<(String, TaskOutcome)>,
 }
 
-/// The fulfilment state machine, in memory: executions are recorded, not run.
+/// The fulfillment state machine, in memory: executions are recorded, not run.
 pub struct MemoryWorkflow {
     state_machine_arn: String,
     engine: Mutex<Engine>,

@@ -5,7 +5,7 @@ use serde_json::{json, Map};
 
 use super::*;
 use crate::catalog::item::ActionType;
-use crate::requests::fulfilment::ActionStatus;
+use crate::requests::fulfillment::ActionStatus;
 use crate::requests::{RequestStatus, Requester};
 
 fn plan() -> Plan {

@@ -5,7 +5,7 @@
 
 pub mod engine;
 pub mod fields;
-pub mod fulfilment;
+pub mod fulfillment;
 pub mod memory;
 pub mod service;
 pub mod status;
@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 
 pub use status::RequestStatus;
 
-use fulfilment::{ActionRecord, ActionStatus, Plan, Resource};
+use fulfillment::{ActionRecord, ActionStatus, Plan, Resource};
 
 use crate::catalog::index::StoreError;
 
@@ -138,7 +138,7 @@ pub struct IdempotencyRecord {
 /// The requests table.
 #[async_trait]
 pub trait RequestStore: Send + Sync {
-    /// Writes a new request with its pinned fulfilment plan and first audit
+    /// Writes a new request with its pinned fulfillment plan and first audit
     /// entries in one item, then its first log line; `false` when a request
     /// with that id exists already.
     async fn create(
@@ -227,7 +227,7 @@ pub trait SecretStore: Send + Sync {
     async fn delete(&self, name: &str) -> Result<(), StoreError>;
 }
 
-/// The fulfilment engine's executions.
+/// The fulfillment engine's executions.
 #[async_trait]
 pub trait Workflow: Send + Sync {
     /// Starts the execution named `name` (idempotent for the same name and

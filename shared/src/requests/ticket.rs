@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use super::fulfilment::ActionStatus;
+use super::fulfillment::ActionStatus;
 use super::{LogEntry, RequestStore, TaskOutcome, Workflow};
 use crate::actions::lifecycle::TICKET;
 use crate::catalog::index::StoreError;

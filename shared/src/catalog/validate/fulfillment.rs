@@ -1,4 +1,4 @@
-//! The checks of an item's fulfilment: action ids and types, each config
+//! The checks of an item's fulfillment: action ids and types, each config
 //! against its type's schema, `depends_on` and its cycles, `when`,
 //! rollbacks, and every template reference.
 

@@ -49,12 +49,6 @@ pub enum RotationStep {
     FinishSecret,
 }
 
-/// The rotation function: its client built once, from the one SDK
-/// configuration. It reads no setting.
-pub async fn function() -> Rotation {
-    Rotation::new(Client::new(&crate::aws::sdk_config().await))
-}
-
 pub struct Rotation {
     client: Client,
 }

@@ -19,7 +19,7 @@ use crate::catalog::index::{PublishedItem, StoreError};
 use crate::catalog::item::is_item_id;
 use crate::clock::now;
 use crate::requests::fields;
-use crate::requests::fulfilment::Plan;
+use crate::requests::fulfillment::Plan;
 use crate::requests::{
     AuditEntry, IdempotencyRecord, LogEntry, Request, RequestStatus, Requester, Transition,
     TransitionError,
@@ -162,7 +162,7 @@ impl Requests {
                             &request,
                             RequestStatus::Failed,
                             caller,
-                            Some("fulfilment could not be started"),
+                            Some("fulfillment could not be started"),
                         );
                         let _ = self.store.transition(&request, &change).await;
                     }

@@ -1,5 +1,5 @@
-//! What a fulfilment works from and what it leaves behind: the plan (the
-//! item's fulfilment as it was when the request was submitted, so a later
+//! What a fulfillment works from and what it leaves behind: the plan (the
+//! item's fulfillment as it was when the request was submitted, so a later
 //! catalog change never alters a running request), the dependency waves,
 //! and one record per action with its status, outputs and attempts, which
 //! is also the request's resource ledger: compensation undoes exactly the
@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use crate::catalog::item::{Action, ActionType, CatalogItem, Manual, Mode};
 use crate::clock::{epoch_seconds, seconds_since};
 
-/// The item's fulfilment, pinned at submission.
+/// The item's fulfillment, pinned at submission.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     /// The `header` template namespace.

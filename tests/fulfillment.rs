@@ -25,7 +25,7 @@ fn three_actions(id: &str, base: &str) -> String {
         r#"schema_version: 2
 header:
   id: {id}
-  name: Fulfilment test
+  name: Fulfillment test
   version: 1.0.0
   owner: team-a
   category: tests
@@ -91,7 +91,7 @@ impl Fixture {
     async fn new() -> Self {
         let stack = Stack::connect().await;
         let server = MockServer::start().await;
-        let item = unique("fulfil");
+        let item = unique("fulfill");
         let yaml = three_actions(&item, &server.uri());
         let s3 = aws_sdk_s3::Client::new(&stack.sdk);
         s3.put_object()
@@ -101,7 +101,7 @@ impl Fixture {
             .send()
             .await
             .expect("PutObject");
-        let user = format!("{}@example.com", unique("fulfil"));
+        let user = format!("{}@example.com", unique("fulfill"));
         let fixture = Self {
             stack,
             server,
@@ -334,13 +334,13 @@ async fn a_graph_with_a_dependency_and_a_parallel_wave_completes_with_outputs_fl
     }
     assert_eq!(fixture.calls("DELETE", "/things/t-1").await, 0);
     let transitions = fixture.transitions(&id).await;
-    println!("state transitions of a three-action, two-wave fulfilment: {transitions}");
+    println!("state transitions of a three-action, two-wave fulfillment: {transitions}");
     assert!(transitions <= 40, "{transitions} state transitions");
 }
 
 /// The EKS stack's dependency graph (network → database, cluster → secret
 /// → app → notify) with webhook actions, to count the state transitions a
-/// fulfilment of that shape takes.
+/// fulfillment of that shape takes.
 fn eks_shaped(id: &str, base: &str) -> String {
     let actions = [
         ("network", ""),
