@@ -35,7 +35,7 @@ VENV_BIN = ROOT / ".venv" / "bin"
 sys.path.insert(0, str(HERE))
 
 from bootstrap import bootstrap, function_environment  # noqa: E402
-from sam_template import ACCOUNT_ID, REGION, Template, TemplateError  # noqa: E402
+from sam_template import REGION, Template, TemplateError  # noqa: E402
 
 EMULATOR_START_SECONDS = 60
 HEALTHY_SECONDS = 240
@@ -173,9 +173,6 @@ class Stack:
         # the local stack waits at most a second between polls.
         local = {"PAO_AUTH_MODE": "dev", "PAO_EGRESS_ALLOW": "127.0.0.1/32",
                  "PAO_MAX_WAIT_SECONDS": "1", **services}
-        # The role EKS clusters grant access to: a parameter in AWS until the
-        # kubernetes-deploy function is in template.yaml.
-        local.setdefault("PAO_DEPLOY_ROLE_ARN", f"arn:aws:iam::{ACCOUNT_ID}:role/pao-local-kubernetes-deploy")
         function_env = {**env, **aws_env, **local, **overrides}
         functions_file = self.dir / "functions.env"
         functions_file.write_text("".join(f"{k}={v}\n" for k, v in function_env.items()))

@@ -24,11 +24,13 @@ use crate::catalog::index::Ingest;
 use crate::catalog::item::ActionType;
 use crate::config::{CatalogConfig, ConfigError, Env, Resources};
 use crate::drivers::eks::{EksDriver, Roles};
+use crate::drivers::kubernetes::{KubernetesDriver, SecretStore};
 use crate::drivers::network::{FlowLogSettings, NetworkDriver};
 use crate::drivers::rds::RdsDriver;
 use crate::drivers::secret::rotation::Rotation;
 use crate::drivers::secret::{SecretDriver, ROTATION_FUNCTION};
 use crate::health::Health;
+use crate::k8s::Clusters;
 use crate::outbound::{AllowList, Egress};
 use crate::requests::engine::{ActionFunctions, Engine};
 use crate::requests::service::Requests;
@@ -298,4 +300,43 @@ pub async fn eks_action() -> Result<Lifecycle, ConfigError> {
 pub async fn secret_rotation() -> Rotation {
     let sdk = crate::aws::sdk_config().await;
     Rotation::new(aws_sdk_secretsmanager::Client::new(&sdk))
+}
+
+/// The kubernetes-deploy action function: EKS for the clusters' endpoints
+/// (its tokens signed with the function's own credentials), CloudWatch for
+/// the alarms, and where the clusters' External Secrets Operator reads
+/// Secrets Manager.
+pub async fn kubernetes_action() -> Result<Lifecycle, ConfigError> {
+    let env = Env::process();
+    let base = Base::build(&env).await?;
+    let store = SecretStore {
+        name: env.or("PAO_EXTERNAL_SECRET_STORE", "aws-secrets-manager"),
+        refresh_interval: env.or("PAO_EXTERNAL_SECRET_REFRESH", "1h"),
+    };
+    let alarm_actions: Vec<String> = env
+        .or("PAO_ALARM_TOPIC_ARN", "")
+        .split(',')
+        .map(str::trim)
+        .filter(|arn| !arn.is_empty())
+        .map(str::to_string)
+        .collect();
+    let credentials = base
+        .sdk
+        .credentials_provider()
+        .ok_or(ConfigError::Missing("AWS credentials"))?;
+    let region = base
+        .sdk
+        .region()
+        .map(ToString::to_string)
+        .ok_or(ConfigError::Missing("AWS_REGION"))?;
+    let clusters = Clusters::new(aws_sdk_eks::Client::new(&base.sdk), credentials, region);
+    let driver = KubernetesDriver::new(
+        clusters,
+        aws_sdk_cloudwatch::Client::new(&base.sdk),
+        store,
+        alarm_actions,
+    );
+    Ok(base
+        .lifecycle()
+        .with(ActionType::KubernetesDeploy, Arc::new(driver)))
 }

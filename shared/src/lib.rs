@@ -14,6 +14,7 @@ pub mod compose;
 pub mod config;
 pub mod drivers;
 pub mod health;
+pub mod k8s;
 pub mod outbound;
 pub mod requests;
 pub mod selftest;

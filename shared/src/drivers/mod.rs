@@ -1,8 +1,10 @@
-//! The native drivers: each provisions one AWS action type through the
-//! SDK, behind `crate::actions::driver::Driver`, and runs in its own
-//! least-privilege function.
+//! The native drivers: each provisions one action type through the AWS
+//! SDK (and, for kubernetes-deploy, the cluster's Kubernetes API), behind
+//! `crate::actions::driver::Driver`, and runs in its own least-privilege
+//! function.
 
 pub mod eks;
+pub mod kubernetes;
 pub mod network;
 pub mod rds;
 pub mod secret;

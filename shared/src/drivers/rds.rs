@@ -14,13 +14,11 @@
 //! resource found by tag alone.
 
 use std::collections::BTreeMap;
-use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use aws_sdk_rds::config::http::HttpResponse;
 use aws_sdk_rds::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_rds::types::{ApplyMethod, DbInstance, Parameter, Tag};
-use jsonschema::Validator;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -29,7 +27,7 @@ use crate::action::ActionError;
 use crate::actions::driver::{Driver, Level, Outputs, Progress, Step, Undone, REQUEST_TAG};
 use crate::aws::sdk;
 use crate::catalog::item::ActionType;
-use crate::catalog::validate::action_schema;
+use crate::catalog::validate::rendered_config_problems;
 use crate::requests::fulfillment::Resource;
 
 /// Ledger kinds of what this action makes.
@@ -131,12 +129,6 @@ struct Config {
     tags: Map<String, Value>,
 }
 
-static SCHEMA: LazyLock<Result<Validator, String>> = LazyLock::new(|| {
-    let schema: Value = serde_json::from_str(action_schema(ActionType::AwsRdsPostgres))
-        .map_err(|err| err.to_string())?;
-    jsonschema::draft202012::new(&schema).map_err(|err| err.to_string())
-});
-
 impl Config {
     fn default_engine_version() -> String {
         "16.4".to_string()
@@ -159,20 +151,7 @@ impl Config {
     /// here succeeds on a retry: every error is fatal.
     fn read(step: &Step<'_>) -> Result<Self, ActionError> {
         let rendered = Value::Object(step.rendered()?);
-        let validator = SCHEMA.as_ref().map_err(|err| {
-            ActionError::Fatal(format!(
-                "the aws-rds-postgres schema does not compile: {err}"
-            ))
-        })?;
-        let problems: Vec<String> = validator
-            .iter_errors(&rendered)
-            .take(5)
-            .map(|err| {
-                let at = err.instance_path().as_str().to_string();
-                let at = if at.is_empty() { "/".to_string() } else { at };
-                format!("config{at}: {err}")
-            })
-            .collect();
+        let problems = rendered_config_problems(ActionType::AwsRdsPostgres, &rendered);
         if !problems.is_empty() {
             return Err(ActionError::Fatal(format!(
                 "config, once rendered: {}",

@@ -21,7 +21,7 @@ mod values;
 
 use check::Check;
 use schemas::SCHEMAS;
-pub use schemas::{action_schema, ITEM_SCHEMA};
+pub use schemas::{action_schema, rendered_config_problems, ITEM_SCHEMA};
 
 /// One problem, located.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]

@@ -76,6 +76,24 @@ pub(super) static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| Schemas {
     ),
 });
 
+/// What the type's schema refuses in an action's config once rendered
+/// (templated values are only checkable then): at most five problems, each
+/// `config<where>: <what>`. A driver refuses such a config as Fatal.
+pub fn rendered_config_problems(kind: ActionType, config: &Value) -> Vec<String> {
+    let Some((_, validator)) = SCHEMAS.actions.get(&kind) else {
+        return Vec::new();
+    };
+    validator
+        .iter_errors(config)
+        .take(5)
+        .map(|err| {
+            let at = err.instance_path().as_str().to_string();
+            let at = if at.is_empty() { "/".to_string() } else { at };
+            format!("config{at}: {err}")
+        })
+        .collect()
+}
+
 /// A schema error in words for a platform engineer.
 pub(super) fn explain(error: &ValidationError<'_>, pointer: &str) -> String {
     let instance = error.instance();
