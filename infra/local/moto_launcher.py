@@ -21,14 +21,19 @@ moto_faults.py. EKS: moto has no access entries or access policies, and
 drops a cluster's `accessConfig`; both are kept here in memory, with the
 cluster (see `eks_access_entries`). EC2: moto ignores tag filters on
 DescribeNatGateways; they are applied here. Secrets Manager: rotation as
-AWS runs it (see `rotate_secrets_as_aws_does`).
+AWS runs it (see `rotate_secrets_as_aws_does`). EKS endpoints: moto's do
+not resolve and its CA data is random text; here each cluster's endpoint
+is its API on the local Kubernetes stand-in (kube_standin.py) and its CA
+that stand-in's (see `eks_endpoints_on_kube_standin`).
 
 Usage: moto_launcher.py --port PORT --lambda-url http://127.0.0.1:LAMBDA_PORT
+                        --kube-url https://127.0.0.1:KUBE_PORT --kube-ca-file CA_PEM
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import re
@@ -36,6 +41,7 @@ import sys
 import threading
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from moto import server
@@ -51,6 +57,7 @@ from moto.eks.exceptions import (
     ResourceInUseException,
     ResourceNotFoundException,
 )
+from moto.eks.models import Cluster
 from moto.ec2.models.nat_gateways import NatGatewayBackend
 from moto.ec2.utils import tag_filter_matches
 from moto.eks.responses import EKSResponse
@@ -200,6 +207,27 @@ def rotate_secrets_as_aws_does() -> None:
 
     SecretsManagerBackend.rotate_secret = rotate_secret
     SecretsManagerBackend.get_secret_value = get_secret_value
+
+
+def eks_endpoints_on_kube_standin(kube_url: str, ca_file: Path) -> None:
+    """EKS gives each cluster an API server endpoint and, in
+    `certificateAuthority.data`, the base64 of the PEM of the CA its
+    certificate chains to; clients connect to the one trusting only the
+    other. moto's endpoint is a host that does not resolve and its data is
+    random text. Here a cluster's endpoint is its own path on the local
+    Kubernetes API stand-in (`<kube_url>/clusters/<name>`, kube_standin.py)
+    and its CA the stand-in's, in CreateCluster's answer and every
+    DescribeCluster, so a client that does what it does with EKS reaches the
+    stand-in."""
+    ca_data = base64.b64encode(ca_file.read_bytes()).decode()
+    original = Cluster.__init__
+
+    def __init__(self: Cluster, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self.endpoint = f"{kube_url}/clusters/{self.name}"
+        self.certificate_authority = {"data": ca_data}
+
+    Cluster.__init__ = __init__
 
 
 # ---------------------------------------------------------------- EKS access entries
@@ -402,6 +430,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--lambda-url", required=True)
+    parser.add_argument("--kube-url", required=True, help="the Kubernetes API stand-in, https://127.0.0.1:PORT")
+    parser.add_argument("--kube-ca-file", type=Path, required=True, help="the stand-in's CA certificate (PEM)")
     args = parser.parse_args()
     # moto's Step Functions interpreter calls back into this server on MOTO_PORT.
     os.environ["MOTO_PORT"] = str(args.port)
@@ -413,6 +443,7 @@ def main() -> None:
     rotate_secrets_as_aws_does()
     moto_faults.install()
     eks_access_entries()
+    eks_endpoints_on_kube_standin(args.kube_url.rstrip("/"), args.kube_ca_file)
     server.main(["--host", "127.0.0.1", "--port", str(args.port)])
 
 

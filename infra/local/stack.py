@@ -1,5 +1,7 @@
 """The local PAO stack: moto (with Lambda forwarded to cargo lambda watch),
-cargo lambda watch serving every function binary, and the local gateway.
+cargo lambda watch serving every function binary, the local gateway, the
+fake outside services, and the Kubernetes API stand-in that moto's EKS
+clusters point at.
 
     stack.py up   [--name NAME] [--auto-ports]   build, start, bootstrap, wait until healthy
     stack.py down [--name NAME]                  stop everything `up` started
@@ -8,9 +10,10 @@ cargo lambda watch serving every function binary, and the local gateway.
 
 Every process is started in its own session, recorded by PID under
 .local/NAME/pids, and stopped by that PID (its process group). Logs are in
-.local/NAME/logs. Ports come from PAO_AWS_PORT, PAO_LAMBDA_PORT and
-PAO_API_PORT, or are picked free with --auto-ports (as `make test` does, so a
-test run never meets a developer's stack).
+.local/NAME/logs. Ports come from PAO_AWS_PORT, PAO_LAMBDA_PORT,
+PAO_API_PORT, PAO_FAKE_PORT and PAO_KUBE_PORT, or are picked free with
+--auto-ports (as `make test` does, so a test run never meets a developer's
+stack).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -52,6 +56,7 @@ class Ports:
     lambda_: int
     api: int
     fake: int
+    kube: int
 
     @classmethod
     def configured(cls) -> "Ports":
@@ -62,23 +67,23 @@ class Ports:
             return int(value)
 
         return cls(port("PAO_AWS_PORT", 4566), port("PAO_LAMBDA_PORT", 9070), port("PAO_API_PORT", 3070),
-                   port("PAO_FAKE_PORT", 3071))
+                   port("PAO_FAKE_PORT", 3071), port("PAO_KUBE_PORT", 3072))
 
     @classmethod
     def free(cls) -> "Ports":
-        sockets = [socket.socket() for _ in range(4)]
+        sockets = [socket.socket() for _ in range(5)]
         try:
             for sock in sockets:
                 sock.bind(("127.0.0.1", 0))
-            aws, lambda_, api, fake = (sock.getsockname()[1] for sock in sockets)
+            aws, lambda_, api, fake, kube = (sock.getsockname()[1] for sock in sockets)
         finally:
             for sock in sockets:
                 sock.close()
-        return cls(aws, lambda_, api, fake)
+        return cls(aws, lambda_, api, fake, kube)
 
     def check_free(self) -> None:
         for name, port in (("PAO_AWS_PORT", self.aws), ("PAO_LAMBDA_PORT", self.lambda_), ("PAO_API_PORT", self.api),
-                           ("PAO_FAKE_PORT", self.fake)):
+                           ("PAO_FAKE_PORT", self.fake), ("PAO_KUBE_PORT", self.kube)):
             with socket.socket() as sock:
                 # Connections of a stopped stack linger in TIME_WAIT; only a
                 # listener means the port is taken (the servers reuse it too).
@@ -144,8 +149,20 @@ class Stack:
         if build.returncode != 0:
             raise StackError("cargo build failed (its errors are above)")
 
+        kube_url = f"https://127.0.0.1:{ports.kube}"
+        kube_ca = self.dir / "kube" / "ca.crt"
+        say(f"starting the Kubernetes API stand-in on {kube_url}")
+        # Tokens are checked against the credentials the functions sign with.
+        self.start("kube", [python, str(HERE / "kube_standin.py"), "--port", str(ports.kube),
+                            "--state-dir", str(kube_ca.parent)],
+                   env={**os.environ, "PAO_KUBE_ACCESS_KEY_ID": "test", "PAO_KUBE_SECRET_ACCESS_KEY": "test"})
+        wait_for(f"{kube_url}/_health", EMULATOR_START_SECONDS,
+                 f"the Kubernetes API stand-in did not answer within {EMULATOR_START_SECONDS} s "
+                 f"(see {self.logs}/kube.log)", ca_file=kube_ca)
+
         say(f"starting the AWS emulator on {aws_url}")
-        self.start("moto", [python, str(HERE / "moto_launcher.py"), "--port", str(ports.aws), "--lambda-url", lambda_url])
+        self.start("moto", [python, str(HERE / "moto_launcher.py"), "--port", str(ports.aws),
+                            "--lambda-url", lambda_url, "--kube-url", kube_url, "--kube-ca-file", str(kube_ca)])
         wait_for(f"{aws_url}/moto-api/", EMULATOR_START_SECONDS,
                  f"the AWS emulator did not answer within {EMULATOR_START_SECONDS} s (see {self.logs}/moto.log)")
 
@@ -212,8 +229,8 @@ class Stack:
         published = load_example_catalog(template, aws_url, api_url)
         say(f"catalog: {len(published)} items published ({', '.join(published)})")
 
-        stack_env = {"PAO_API_URL": api_url, "PAO_FAKE_URL": fake_url, "PAO_LOG_DIR": str(self.logs),
-                     **aws_env, **env, **services}
+        stack_env = {"PAO_API_URL": api_url, "PAO_FAKE_URL": fake_url, "PAO_KUBE_URL": kube_url,
+                     "PAO_KUBE_CA_FILE": str(kube_ca), "PAO_LOG_DIR": str(self.logs), **aws_env, **env, **services}
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in stack_env.items()))
         return stack_env
 
@@ -295,11 +312,14 @@ def say(message: str) -> None:
     print(f"==> {message}", flush=True)
 
 
-def wait_for(url: str, seconds: float, failure: str) -> None:
+def wait_for(url: str, seconds: float, failure: str, ca_file: Path | None = None) -> None:
+    """Waits for `url` to answer 200; an https URL is trusted through
+    `ca_file`, which the server may not have written yet when this starts."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=5) as response:
+            context = ssl.create_default_context(cafile=ca_file) if ca_file else None
+            with urllib.request.urlopen(url, timeout=5, context=context) as response:
                 if response.status == 200:
                     return
         except (urllib.error.URLError, OSError):
@@ -395,6 +415,7 @@ def main() -> int:
 
     print(f"API: {env['PAO_API_URL']}")
     print(f"AWS: {env['AWS_ENDPOINT_URL']}")
+    print(f"Kubernetes: {env['PAO_KUBE_URL']}/clusters/<EKS cluster name> (CA {env['PAO_KUBE_CA_FILE']})")
     print(f"  curl {env['PAO_API_URL']}/api/v1/health")
     print(f"  curl -H 'X-Pao-Dev-User: dev@example.com' -H 'X-Pao-Dev-Groups: developers' {env['PAO_API_URL']}/api/v1/catalog")
     print(f"  AWS_ENDPOINT_URL={env['AWS_ENDPOINT_URL']} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test "

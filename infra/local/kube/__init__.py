@@ -1,0 +1,5 @@
+"""The local Kubernetes API server stand-in (see infra/local/kube_standin.py):
+one concern per module: resources (what is served), tls, token (EKS
+tokens), validation, apply (server-side apply), store, selectors,
+controllers (rollouts, External Secrets, namespace deletion), status
+(errors) and server (HTTP)."""
