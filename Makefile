@@ -30,8 +30,8 @@ fmt: ## formatting
 clippy: ## lints, warnings denied
 	cargo clippy --workspace --all-targets -- -D warnings
 
-unit: ## unit and in-process handler tests
-	cargo test
+unit: ## unit and in-process handler tests (with the feature set the local stack builds with, so it reuses them)
+	cargo test --features pao/test-build
 
 templates: install ## SAM template (lint and schema) and every ASL file
 	.venv/bin/sam validate --lint

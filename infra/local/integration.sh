@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the integration tests on a stack of their own: free ports, state under
+# Checks the Kubernetes stand-in (infra/local/kube_standin_check.py), then
+# runs the integration tests on a stack of their own: free ports, state under
 # .local/test, stopped again however the tests end. A developer's `make up`
 # stack is never touched. Then, on the same stack, the schemathesis run of
 # the API against its OpenAPI document (infra/local/schemathesis.sh): after
@@ -10,8 +11,12 @@ cd "$(dirname "$0")/../.."
 
 stack() { .venv/bin/python infra/local/stack.py "$@" --name test; }
 
+# The Kubernetes stand-in on its own first (its processes, its ports): the
+# tokens it must refuse, the objects it must reject, without Rust.
+.venv/bin/python infra/local/kube_standin_check.py
+
 # Build the tests first, so the stack's functions do not sit idle meanwhile.
-cargo test -p pao-integration --no-run
+cargo test -p pao-integration --features pao/test-build --no-run
 stack down >/dev/null
 trap 'stack down >/dev/null' EXIT
 stack up --auto-ports
@@ -19,6 +24,6 @@ set -a
 # shellcheck disable=SC1091
 . .local/test/stack.env
 set +a
-cargo test -p pao-integration "$@"
+cargo test -p pao-integration --features pao/test-build "$@"
 PAO_SCHEMATHESIS_REPORTS=.local/test/schemathesis infra/local/schemathesis.sh
 .venv/bin/python infra/local/check_logs.py --name test

@@ -66,6 +66,7 @@ from moto.s3.models import S3Backend
 from moto.secretsmanager.models import SecretsManagerBackend
 from moto.stepfunctions.responses import StepFunctionResponse
 
+import moto_cloudwatch_cbor
 import moto_faults
 
 
@@ -442,6 +443,7 @@ def main() -> None:
     filter_nat_gateways_by_tag()
     rotate_secrets_as_aws_does()
     moto_faults.install()
+    moto_cloudwatch_cbor.install()
     eks_access_entries()
     eks_endpoints_on_kube_standin(args.kube_url.rstrip("/"), args.kube_ca_file)
     server.main(["--host", "127.0.0.1", "--port", str(args.port)])

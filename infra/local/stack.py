@@ -35,6 +35,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
+# The cargo feature the local binaries are built with (see shared/Cargo.toml).
+TEST_BUILD = "pao/test-build"
 VENV_BIN = ROOT / ".venv" / "bin"
 sys.path.insert(0, str(HERE))
 
@@ -145,7 +147,9 @@ class Stack:
         python = str(VENV_BIN / "python")
 
         say("building the function binaries")
-        build = subprocess.run(["cargo", "build", "--bins"], cwd=ROOT)
+        # With the test builds' features (pao's `test-build`): the binaries
+        # share every dependency `make test` compiled for its tests.
+        build = subprocess.run(["cargo", "build", "--bins", "--features", TEST_BUILD], cwd=ROOT)
         if build.returncode != 0:
             raise StackError("cargo build failed (its errors are above)")
 
@@ -210,7 +214,7 @@ class Stack:
             # too; at 120 s idle instances died mid-run with "missing
             # lambda-runtime-aws-request-id header" and were not restarted.
             "--env-file", str(functions_file), "--timeout", "86400",
-            "--concurrency", concurrency,
+            "--concurrency", concurrency, "--features", TEST_BUILD,
         ], env=watch_env)
 
         say(f"starting the gateway on {api_url}")

@@ -20,13 +20,10 @@ mod app;
 mod objects;
 mod rollout;
 
-use std::collections::BTreeMap;
-
 use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
-use kube::Resource;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
@@ -77,8 +74,10 @@ impl KubernetesDriver {
     /// succeeds on a retry: every error is Fatal.
     fn app(step: &Step<'_>) -> Result<app::App, ActionError> {
         let rendered = app::App::textual_env(step.rendered()?);
-        let problems =
-            rendered_config_problems(ActionType::KubernetesDeploy, &Value::Object(rendered.clone()));
+        let problems = rendered_config_problems(
+            ActionType::KubernetesDeploy,
+            &Value::Object(rendered.clone()),
+        );
         if !problems.is_empty() {
             return Err(ActionError::Fatal(format!(
                 "config, once rendered: {}",
@@ -138,9 +137,18 @@ impl KubernetesDriver {
 
     async fn apply_all(&self, client: &kube::Client, objects: &Objects) -> Result<(), ActionError> {
         apply(Api::<Namespace>::all(client.clone()), &objects.namespace).await?;
-        let namespace = objects.namespace.metadata.name.as_deref().unwrap_or_default();
+        let namespace = objects
+            .namespace
+            .metadata
+            .name
+            .as_deref()
+            .unwrap_or_default();
         let api = |_: &str| client.clone();
-        apply(Api::namespaced(api(namespace), namespace), &objects.service_account).await?;
+        apply(
+            Api::namespaced(api(namespace), namespace),
+            &objects.service_account,
+        )
+        .await?;
         if let Some(secret) = &objects.external_secret {
             let resource = ApiResource {
                 group: ExternalSecret::GROUP.to_string(),
@@ -154,7 +162,11 @@ impl KubernetesDriver {
             let name = secret.metadata.name.as_deref().unwrap_or_default();
             patch(&secrets, name, ExternalSecret::KIND, secret).await?;
         }
-        apply(Api::namespaced(api(namespace), namespace), &objects.deployment).await?;
+        apply(
+            Api::namespaced(api(namespace), namespace),
+            &objects.deployment,
+        )
+        .await?;
         apply(Api::namespaced(api(namespace), namespace), &objects.service).await?;
         if let Some(autoscaler) = &objects.autoscaler {
             apply(Api::namespaced(api(namespace), namespace), autoscaler).await?;
@@ -172,8 +184,12 @@ impl KubernetesDriver {
         let alarms = alarms::alarms(app, &app.cluster, &step.name(""));
         let tags = step.tags(&Map::new());
         for alarm in &alarms {
-            step.journal.record(Recorded::new(ALARM, &alarm.name)).await?;
-            alarm.put(&self.cloudwatch, &tags, &self.alarm_actions).await?;
+            step.journal
+                .record(Recorded::new(ALARM, &alarm.name))
+                .await?;
+            alarm
+                .put(&self.cloudwatch, &tags, &self.alarm_actions)
+                .await?;
         }
         Ok(alarms.len())
     }
@@ -200,7 +216,11 @@ impl KubernetesDriver {
         recorded: &Recorded,
     ) -> Result<Option<String>, ActionError> {
         let cluster = recorded.detail.get("cluster").cloned().unwrap_or_default();
-        let name = recorded.detail.get("namespace").cloned().unwrap_or_default();
+        let name = recorded
+            .detail
+            .get("namespace")
+            .cloned()
+            .unwrap_or_default();
         let client = match self.clusters.reach(&cluster).await {
             Ok(Reach::Ready(client)) => client,
             Ok(Reach::NotYet(why)) => return Ok(Some(why)),
@@ -267,7 +287,11 @@ impl Driver for KubernetesDriver {
             app.image,
             app.cluster,
             app.namespace,
-            if objects.autoscaler.is_some() { ", autoscaled" } else { "" },
+            if objects.autoscaler.is_some() {
+                ", autoscaled"
+            } else {
+                ""
+            },
             app.host()
                 .filter(|_| objects.ingress.is_some())
                 .map(|host| format!(", exposed at {host}"))
@@ -355,7 +379,11 @@ fn outputs(app: &app::App) -> Map<String, Value> {
 /// Server-side apply of a typed object, as field manager `pao`.
 async fn apply<K>(api: Api<K>, object: &K) -> Result<(), ActionError>
 where
-    K: kube::Resource<DynamicType = ()> + Clone + Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
 {
     let name = object.meta().name.clone().unwrap_or_default();
     patch(&api, &name, &K::kind(&()), object).await
@@ -366,10 +394,14 @@ where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     P: Serialize + std::fmt::Debug,
 {
-    api.patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(object))
-        .await
-        .map(|_| ())
-        .map_err(|err| failed(&format!("apply {kind}"), name, err))
+    api.patch(
+        name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|err| failed(&format!("apply {kind}"), name, err))
 }
 
 /// A failed call of the cluster's API, sorted for the state machine: a
@@ -385,7 +417,10 @@ fn failed(what: &str, name: &str, err: kube::Error) -> ActionError {
                 .flat_map(|details| &details.causes)
                 .map(|cause| format!("{}: {}", cause.field, cause.message))
                 .collect();
-            let mut text = format!("Kubernetes: {what} {name}: {} ({})", status.message, status.code);
+            let mut text = format!(
+                "Kubernetes: {what} {name}: {} ({})",
+                status.message, status.code
+            );
             if !causes.is_empty() {
                 text.push_str(&format!("; {}", causes.join("; ")));
             }
@@ -407,7 +442,8 @@ mod tests {
     use super::*;
 
     fn app(extra: Value) -> app::App {
-        let mut config = json!({"cluster": "c", "namespace": "shop", "name": "shop", "image": "shop:1"});
+        let mut config =
+            json!({"cluster": "c", "namespace": "shop", "name": "shop", "image": "shop:1"});
         if let (Some(base), Value::Object(more)) = (config.as_object_mut(), extra) {
             base.extend(more);
         }

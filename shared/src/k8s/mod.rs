@@ -15,10 +15,10 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::CertificateDer;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
 
 use crate::action::ActionError;
 use crate::aws::sdk;
@@ -101,7 +101,10 @@ impl Clusters {
     }
 
     fn kept(&self, cluster: &str, now: SystemTime) -> Option<kube::Client> {
-        let clients = self.clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         clients
             .get(cluster)
             .filter(|(token, _)| token.fresh(now))
@@ -109,16 +112,25 @@ impl Clusters {
     }
 
     fn keep(&self, cluster: &str, token: Token, client: kube::Client) {
-        let mut clients = self.clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         clients.insert(cluster.to_string(), (token, client));
     }
 
     async fn token(&self, cluster: &str, now: SystemTime) -> Result<Token, ActionError> {
-        let credentials = self.credentials.provide_credentials().await.map_err(|err| {
-            ActionError::Retryable(format!("no AWS credentials to sign an EKS token: {err}"))
-        })?;
+        let credentials = self
+            .credentials
+            .provide_credentials()
+            .await
+            .map_err(|err| {
+                ActionError::Retryable(format!("no AWS credentials to sign an EKS token: {err}"))
+            })?;
         Token::sign(credentials, &self.region, cluster, now).map_err(|err| {
-            ActionError::Fatal(format!("the EKS token for cluster {cluster} cannot be signed: {err}"))
+            ActionError::Fatal(format!(
+                "the EKS token for cluster {cluster} cannot be signed: {err}"
+            ))
         })
     }
 }
@@ -131,9 +143,7 @@ fn client(
     data: &str,
     token: &Token,
 ) -> Result<kube::Client, ActionError> {
-    let invalid = |what: String| {
-        ActionError::Fatal(format!("EKS cluster {cluster}: {what}"))
-    };
+    let invalid = |what: String| ActionError::Fatal(format!("EKS cluster {cluster}: {what}"));
     let pem = STANDARD
         .decode(data.trim())
         .map_err(|err| invalid(format!("its CA is not base64: {err}")))?;

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{
-    sign, SignableBody, SignableRequest, SignatureLocation, SigningError, SigningSettings,
+    sign, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
 };
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
@@ -31,6 +31,15 @@ const MARGIN: Duration = Duration::from_secs(2 * 60);
 /// What `aws eks get-token` asks for; the authenticator ignores it.
 const EXPIRES_IN: Duration = Duration::from_secs(60);
 
+/// Why a token could not be signed (a malformed region or cluster name).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SignError(String);
+
+fn sign_error(err: impl std::fmt::Display) -> SignError {
+    SignError(err.to_string())
+}
+
 /// A token and when it was signed.
 pub struct Token {
     pub value: SecretString,
@@ -44,7 +53,7 @@ impl Token {
         region: &str,
         cluster: &str,
         now: SystemTime,
-    ) -> Result<Self, SigningError> {
+    ) -> Result<Self, SignError> {
         let url = presigned_url(credentials, region, cluster, now)?;
         let value = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(url));
         Ok(Self {
@@ -68,7 +77,7 @@ fn presigned_url(
     region: &str,
     cluster: &str,
     now: SystemTime,
-) -> Result<String, SigningError> {
+) -> Result<String, SignError> {
     let host = format!("sts.{region}.amazonaws.com");
     let url = format!("https://{host}/?Action=GetCallerIdentity&Version=2011-06-15");
     let identity = Identity::from(credentials);
@@ -82,16 +91,16 @@ fn presigned_url(
         .time(now)
         .settings(settings)
         .build()
-        .map_err(SigningError::from)?
+        .map_err(sign_error)?
         .into();
     let headers = [("host", host.as_str()), (CLUSTER_HEADER, cluster)];
-    let request =
-        SignableRequest::new("GET", &url, headers.into_iter(), SignableBody::Bytes(&[]))?;
-    let (instructions, _signature) = sign(request, &params)?.into_parts();
+    let request = SignableRequest::new("GET", &url, headers.into_iter(), SignableBody::Bytes(&[]))
+        .map_err(sign_error)?;
+    let (instructions, _signature) = sign(request, &params).map_err(sign_error)?.into_parts();
     let mut signed = http::Request::builder()
         .uri(&url)
         .body(())
-        .map_err(|err| SigningError::from(Box::new(err) as Box<dyn std::error::Error + Send + Sync>))?;
+        .map_err(sign_error)?;
     instructions.apply_to_request_http1x(&mut signed);
     Ok(signed.uri().to_string())
 }
@@ -128,7 +137,8 @@ mod tests {
         let token = Token::sign(example(), "us-east-1", "pao-test", at(0)).unwrap();
         // What botocore's SigV4QueryAuth gives for the same request, time and
         // keys (`aws eks get-token`): an independent implementation.
-        let expected = "https://sts.us-east-1.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15\
+        let expected =
+            "https://sts.us-east-1.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15\
             &X-Amz-Algorithm=AWS4-HMAC-SHA256\
             &X-Amz-Credential=AKIDEXAMPLE%2F20260102%2Fus-east-1%2Fsts%2Faws4_request\
             &X-Amz-Date=20260102T030405Z&X-Amz-Expires=60\
@@ -150,7 +160,10 @@ mod tests {
     fn a_token_names_its_cluster_and_carries_no_secret_key() {
         let one = decoded(&Token::sign(example(), "eu-west-1", "shop-prod", at(0)).unwrap());
         let other = decoded(&Token::sign(example(), "eu-west-1", "shop-dev", at(0)).unwrap());
-        assert!(one.starts_with("https://sts.eu-west-1.amazonaws.com/?"), "{one}");
+        assert!(
+            one.starts_with("https://sts.eu-west-1.amazonaws.com/?"),
+            "{one}"
+        );
         assert_ne!(one, other, "the signature covers the cluster");
         assert!(!one.contains("wJalrXUtnFEMI"), "{one}");
     }

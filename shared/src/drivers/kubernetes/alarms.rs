@@ -99,9 +99,6 @@ impl Alarm {
         tags: &[(String, String)],
         actions: &[String],
     ) -> Result<(), ActionError> {
-        let invalid = |err: aws_sdk_cloudwatch::error::BuildError| {
-            ActionError::Fatal(format!("alarm {}: {err}", self.name))
-        };
         let dimensions = self
             .dimensions
             .iter()
@@ -109,8 +106,8 @@ impl Alarm {
             .collect();
         let tags = tags
             .iter()
-            .map(|(key, value)| Tag::builder().key(key).value(value).build().map_err(invalid))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|(key, value)| Tag::builder().key(key).value(value).build())
+            .collect();
         let mut request = cloudwatch
             .put_metric_alarm()
             .alarm_name(&self.name)
@@ -159,14 +156,21 @@ mod tests {
     #[test]
     fn one_alarm_per_threshold_given_named_after_the_request() {
         let all = alarms(
-            &app(json!({"cpu_percent": 80, "memory_percent": 85, "error_rate_percent": 1.5, "p99_latency_ms": 900})),
+            &app(
+                json!({"cpu_percent": 80, "memory_percent": 85, "error_rate_percent": 1.5, "p99_latency_ms": 900}),
+            ),
             "shop-prod",
             "pao-r1-app",
         );
         let names: Vec<&str> = all.iter().map(|a| a.name.as_str()).collect();
         assert_eq!(
             names,
-            ["pao-r1-app-cpu", "pao-r1-app-memory", "pao-r1-app-errors", "pao-r1-app-latency"]
+            [
+                "pao-r1-app-cpu",
+                "pao-r1-app-memory",
+                "pao-r1-app-errors",
+                "pao-r1-app-latency"
+            ]
         );
         assert_eq!(all[0].metric, "pod_cpu_utilization_over_pod_limit");
         assert_eq!(
@@ -178,8 +182,14 @@ mod tests {
             ]
         );
         assert_eq!(all[2].threshold, 0.015, "Fault's average is a fraction");
-        assert_eq!((all[3].metric, all[3].statistic, all[3].threshold), ("Latency", "p99", 900.0));
-        assert_eq!(all[3].dimensions[0], ("Environment", "eks:shop-prod/shop".to_string()));
+        assert_eq!(
+            (all[3].metric, all[3].statistic, all[3].threshold),
+            ("Latency", "p99", 900.0)
+        );
+        assert_eq!(
+            all[3].dimensions[0],
+            ("Environment", "eks:shop-prod/shop".to_string())
+        );
     }
 
     #[test]

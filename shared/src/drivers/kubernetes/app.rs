@@ -160,10 +160,12 @@ impl App {
                 "config.ingress: TLS needs a host to hold the certificate for".to_string(),
             );
         }
-        if let Some(clash) = self.env.keys().find(|name| self.secret_env.contains_key(*name)) {
-            return fatal(format!(
-                "config: {clash} is in both env and secret_env"
-            ));
+        if let Some(clash) = self
+            .env
+            .keys()
+            .find(|name| self.secret_env.contains_key(*name))
+        {
+            return fatal(format!("config: {clash} is in both env and secret_env"));
         }
         Ok(())
     }
@@ -251,7 +253,8 @@ mod tests {
     use serde_json::json;
 
     fn read(extra: Value) -> Result<App, ActionError> {
-        let mut config = json!({"cluster": "c", "namespace": "shop", "name": "shop", "image": "shop:1"});
+        let mut config =
+            json!({"cluster": "c", "namespace": "shop", "name": "shop", "image": "shop:1"});
         if let (Some(base), Value::Object(more)) = (config.as_object_mut(), extra) {
             base.extend(more);
         }
@@ -281,18 +284,23 @@ mod tests {
             Err(ActionError::Fatal(message)) => message,
             other => panic!("{other:?}"),
         };
-        assert!(refused(json!({"autoscaling": {"enabled": true, "min_replicas": 5, "max_replicas": 2}}))
-            .contains("min_replicas (5) exceeds max_replicas (2)"));
+        assert!(refused(
+            json!({"autoscaling": {"enabled": true, "min_replicas": 5, "max_replicas": 2}})
+        )
+        .contains("min_replicas (5) exceeds max_replicas (2)"));
         assert!(refused(json!({"ingress": {"enabled": true, "tls": true}}))
             .contains("TLS needs a host"));
-        assert!(refused(json!({"env": {"KEY": "x"}, "secret_env": {"KEY": "arn:aws:secretsmanager:x"}}))
-            .contains("KEY is in both env and secret_env"));
+        assert!(refused(
+            json!({"env": {"KEY": "x"}, "secret_env": {"KEY": "arn:aws:secretsmanager:x"}})
+        )
+        .contains("KEY is in both env and secret_env"));
         assert!(refused(json!({"unknown": 1})).contains("unknown field"));
     }
 
     #[test]
     fn autoscaling_starts_at_least_at_its_minimum() {
-        let app = read(json!({"replicas": 1, "autoscaling": {"enabled": true, "min_replicas": 3}})).unwrap();
+        let app = read(json!({"replicas": 1, "autoscaling": {"enabled": true, "min_replicas": 3}}))
+            .unwrap();
         assert_eq!(app.starting_replicas(), 3);
     }
 }

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::autoscaling::v2::{
-    CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec,
-    MetricSpec, MetricTarget, ResourceMetricSource,
+    CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec,
+    MetricTarget, ResourceMetricSource,
 };
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, Namespace, PodSpec,
@@ -161,7 +161,9 @@ fn selector(app: &App) -> BTreeMap<String, String> {
 }
 
 pub fn service_account_name(app: &App) -> String {
-    app.service_account.clone().unwrap_or_else(|| app.name.clone())
+    app.service_account
+        .clone()
+        .unwrap_or_else(|| app.name.clone())
 }
 
 /// The Kubernetes Secret the operator writes, and its ExternalSecret.
@@ -169,11 +171,7 @@ pub fn secret_name(app: &App) -> String {
     format!("{}-secrets", app.name)
 }
 
-fn deployment_spec(
-    app: &App,
-    labels: &BTreeMap<String, String>,
-    account: &str,
-) -> DeploymentSpec {
+fn deployment_spec(app: &App, labels: &BTreeMap<String, String>, account: &str) -> DeploymentSpec {
     DeploymentSpec {
         replicas: Some(app.starting_replicas()),
         selector: LabelSelector {
@@ -446,7 +444,10 @@ mod tests {
             container["resources"],
             json!({"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}})
         );
-        assert_eq!(container["livenessProbe"]["httpGet"], json!({"path": "/healthz", "port": 3000}));
+        assert_eq!(
+            container["livenessProbe"]["httpGet"],
+            json!({"path": "/healthz", "port": 3000})
+        );
         assert_eq!(container["readinessProbe"]["periodSeconds"], 5);
         assert_eq!(
             container["env"],
@@ -471,7 +472,14 @@ mod tests {
         assert_eq!(labels["pao.dev/action-id"], "app");
         assert_eq!(labels["team"], "checkout");
         assert_eq!(objects.service.metadata.labels, Some(labels.clone()));
-        let pod_labels = objects.deployment.spec.unwrap().template.metadata.unwrap().labels;
+        let pod_labels = objects
+            .deployment
+            .spec
+            .unwrap()
+            .template
+            .metadata
+            .unwrap()
+            .labels;
         assert_eq!(pod_labels, Some(labels));
     }
 

@@ -28,7 +28,11 @@ pub enum Rollout {
 }
 
 pub fn judge(deployment: &Deployment, pods: &[Pod]) -> Rollout {
-    let name = deployment.metadata.name.as_deref().unwrap_or("the Deployment");
+    let name = deployment
+        .metadata
+        .name
+        .as_deref()
+        .unwrap_or("the Deployment");
     let generation = deployment.metadata.generation.unwrap_or(0);
     let wanted = deployment
         .spec
@@ -103,17 +107,11 @@ fn pod_reasons(pods: &[Pod]) -> Vec<String> {
 fn unschedulable(pods: &[Pod]) -> Vec<String> {
     pods.iter()
         .filter_map(|pod| {
-            let condition = pod
-                .status
-                .as_ref()?
-                .conditions
-                .as_ref()?
-                .iter()
-                .find(|c| {
-                    c.type_ == "PodScheduled"
-                        && c.status == "False"
-                        && c.reason.as_deref() == Some("Unschedulable")
-                })?;
+            let condition = pod.status.as_ref()?.conditions.as_ref()?.iter().find(|c| {
+                c.type_ == "PodScheduled"
+                    && c.status == "False"
+                    && c.reason.as_deref() == Some("Unschedulable")
+            })?;
             Some(format!(
                 "pod {}: Unschedulable: {}",
                 pod.metadata.name.as_deref().unwrap_or("a pod"),
@@ -178,7 +176,10 @@ mod tests {
 
     #[test]
     fn an_image_that_cannot_be_pulled_is_stuck_with_the_kubelets_reason() {
-        let pulling = deployment(1, json!({"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2}));
+        let pulling = deployment(
+            1,
+            json!({"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2}),
+        );
         let backing_off = pod(json!({"containerStatuses": [{
             "name": "shop", "image": "shop:9", "imageID": "", "ready": false, "restartCount": 0,
             "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image \"shop:9\""}}
@@ -194,17 +195,26 @@ mod tests {
 
     #[test]
     fn a_first_pull_error_may_pass_and_is_waited_for() {
-        let pulling = deployment(1, json!({"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2}));
+        let pulling = deployment(
+            1,
+            json!({"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2}),
+        );
         let first_error = pod(json!({"containerStatuses": [{
             "name": "shop", "image": "shop:9", "imageID": "", "ready": false, "restartCount": 0,
             "state": {"waiting": {"reason": "ErrImagePull"}}
         }]}));
-        assert!(matches!(judge(&pulling, &[first_error]), Rollout::Waiting(_)));
+        assert!(matches!(
+            judge(&pulling, &[first_error]),
+            Rollout::Waiting(_)
+        ));
     }
 
     #[test]
     fn a_crash_loop_is_stuck() {
-        let running = deployment(1, json!({"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2}));
+        let running = deployment(
+            1,
+            json!({"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2}),
+        );
         let crashing = pod(json!({"containerStatuses": [{
             "name": "shop", "image": "shop:1", "imageID": "", "ready": false, "restartCount": 5,
             "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 5m0s restarting failed container"}}
@@ -220,12 +230,21 @@ mod tests {
             "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
             "message": "0/3 nodes are available: 3 Insufficient memory."
         }]}));
-        let early = deployment(1, json!({"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2}));
-        assert!(matches!(judge(&early, &[unplaced.clone()]), Rollout::Waiting(_)));
-        let late = deployment(1, json!({
-            "observedGeneration": 1, "replicas": 2, "updatedReplicas": 2,
-            "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]
-        }));
+        let early = deployment(
+            1,
+            json!({"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2}),
+        );
+        assert!(matches!(
+            judge(&early, std::slice::from_ref(&unplaced)),
+            Rollout::Waiting(_)
+        ));
+        let late = deployment(
+            1,
+            json!({
+                "observedGeneration": 1, "replicas": 2, "updatedReplicas": 2,
+                "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]
+            }),
+        );
         assert_eq!(
             judge(&late, &[unplaced]),
             Rollout::Stuck(
