@@ -231,18 +231,28 @@ async fn an_app_is_deployed_with_its_secrets_by_reference_and_undone_completely(
         "shop.apps.example.com"
     );
     assert_eq!(of_kind(&objects, "PodDisruptionBudget").len(), 1);
-    assert_eq!(of_kind(&objects, "Pod").len(), 2, "the rollout made the pods");
+    assert_eq!(
+        of_kind(&objects, "Pod").len(),
+        2,
+        "the rollout made the pods"
+    );
     for object in of_kind(&objects, "Deployment")
         .into_iter()
         .chain(of_kind(&objects, "Service"))
     {
-        assert_eq!(object["metadata"]["labels"]["pao.dev/request-id"], json!(request));
+        assert_eq!(
+            object["metadata"]["labels"]["pao.dev/request-id"],
+            json!(request)
+        );
     }
 
     let prefix = format!("pao-{request}-app");
     let mut alarms = world.alarms(&prefix).await;
     alarms.sort();
-    assert_eq!(alarms, [format!("{prefix}-cpu"), format!("{prefix}-latency")]);
+    assert_eq!(
+        alarms,
+        [format!("{prefix}-cpu"), format!("{prefix}-latency")]
+    );
     let described = world
         .cloudwatch
         .describe_alarms()
@@ -260,10 +270,16 @@ async fn an_app_is_deployed_with_its_secrets_by_reference_and_undone_completely(
         driver.start(&fixture.step(&journal, &ledger)).await,
         Ok(Progress::Wait { .. })
     ));
-    assert_eq!(of_kind(&world.objects(&cluster, "shop").await, "Deployment").len(), 1);
+    assert_eq!(
+        of_kind(&world.objects(&cluster, "shop").await, "Deployment").len(),
+        1
+    );
 
     let undone = undo(&driver, &fixture, &journal).await;
-    assert!(undone.contains(&format!("namespace {cluster}/shop")), "{undone}");
+    assert!(
+        undone.contains(&format!("namespace {cluster}/shop")),
+        "{undone}"
+    );
     assert!(world.objects(&cluster, "shop").await.is_empty());
     assert!(world.alarms(&prefix).await.is_empty());
 }
@@ -273,7 +289,10 @@ async fn an_image_that_cannot_be_pulled_fails_with_the_pods_reason_and_is_undone
     let world = World::new().await;
     let request = uuid::Uuid::new_v4().to_string();
     let cluster = world.cluster(&request).await;
-    let fixture = fixture(&request, config(&cluster, "example.com/shop:9.9-unpullable"));
+    let fixture = fixture(
+        &request,
+        config(&cluster, "example.com/shop:9.9-unpullable"),
+    );
     let driver = world.driver();
     let journal = MemoryJournal::default();
 
@@ -282,7 +301,10 @@ async fn an_image_that_cannot_be_pulled_fails_with_the_pods_reason_and_is_undone
         panic!("expected Fatal, got {failed:?}");
     };
     assert!(reason.contains("ImagePullBackOff"), "{reason}");
-    assert!(reason.contains("example.com/shop:9.9-unpullable"), "{reason}");
+    assert!(
+        reason.contains("example.com/shop:9.9-unpullable"),
+        "{reason}"
+    );
 
     undo(&driver, &fixture, &journal).await;
     assert!(world.objects(&cluster, "shop").await.is_empty());
