@@ -91,13 +91,16 @@ impl KubernetesDriver {
 
     /// The cluster's API, or how long to wait for it.
     async fn client(&self, cluster: &str) -> Result<Result<kube::Client, Progress>, ActionError> {
-        Ok(match self.clusters.reach(cluster).await? {
-            Reach::Ready(client) => Ok(client),
-            Reach::NotYet(why) => Err(Progress::Wait {
+        match self.clusters.reach(cluster).await? {
+            Reach::Ready(client) => Ok(Ok(client)),
+            Reach::NotYet(why) => Ok(Err(Progress::Wait {
                 seconds: 30,
                 waiting_for: why,
-            }),
-        })
+            })),
+            Reach::Gone => Err(ActionError::Fatal(format!(
+                "EKS cluster {cluster} does not exist"
+            ))),
+        }
     }
 
     /// Refuses a namespace that exists and is not this request's.
@@ -221,14 +224,11 @@ impl KubernetesDriver {
             .get("namespace")
             .cloned()
             .unwrap_or_default();
-        let client = match self.clusters.reach(&cluster).await {
-            Ok(Reach::Ready(client)) => client,
-            Ok(Reach::NotYet(why)) => return Ok(Some(why)),
+        let client = match self.clusters.reach(&cluster).await? {
+            Reach::Ready(client) => client,
+            Reach::NotYet(why) => return Ok(Some(why)),
             // The cluster went first: everything on it went with it.
-            Err(ActionError::Fatal(message)) if message.ends_with("does not exist") => {
-                return Ok(None)
-            }
-            Err(err) => return Err(err),
+            Reach::Gone => return Ok(None),
         };
         let namespaces: Api<Namespace> = Api::all(client);
         let Some(namespace) = namespaces
@@ -254,6 +254,8 @@ impl KubernetesDriver {
         if namespace.metadata.deletion_timestamp.is_none() {
             match namespaces.delete(&name, &DeleteParams::foreground()).await {
                 Ok(_) => {}
+                // Being deleted already.
+                Err(kube::Error::Api(status)) if status.code == 409 => {}
                 Err(kube::Error::Api(status)) if status.code == 404 => return Ok(None),
                 Err(err) => return Err(failed("delete namespace", &name, err)),
             }
@@ -427,6 +429,8 @@ fn failed(what: &str, name: &str, err: kube::Error) -> ActionError {
             match status.code {
                 429 => ActionError::Throttled(text),
                 409 | 500..=599 => ActionError::Retryable(text),
+                // The namespace of an earlier rollback, still going away.
+                403 if status.message.contains("being terminated") => ActionError::Retryable(text),
                 401 | 403 => ActionError::Fatal(format!(
                     "{text}: the kubernetes-deploy function's role needs the cluster's access entry"
                 )),
