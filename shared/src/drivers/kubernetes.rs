@@ -454,6 +454,68 @@ mod tests {
         app::App::read(config.as_object().cloned().unwrap()).unwrap()
     }
 
+    /// The `Status` the API server answers with, as it sends it.
+    fn api_error(code: u16, message: &str, causes: &[(&str, &str)]) -> kube::Error {
+        let causes: Vec<Value> = causes
+            .iter()
+            .map(|(field, message)| json!({"field": field, "message": message, "reason": "FieldValueInvalid"}))
+            .collect();
+        let status = json!({
+            "kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "code": code, "message": message, "reason": "Invalid",
+            "details": {"name": "shop", "kind": "deployments", "causes": causes}
+        });
+        kube::Error::Api(Box::new(serde_json::from_value(status).expect("a Status")))
+    }
+
+    #[test]
+    fn the_api_servers_answers_are_sorted_for_the_state_machine() {
+        let invalid = failed(
+            "apply Deployment",
+            "shop",
+            api_error(
+                422,
+                "Deployment.apps \"shop\" is invalid",
+                &[("spec.replicas", "must be an integer")],
+            ),
+        );
+        assert_eq!(
+            invalid,
+            ActionError::Fatal(
+                "Kubernetes: apply Deployment shop: Deployment.apps \"shop\" is invalid (422); \
+                 spec.replicas: must be an integer"
+                    .to_string()
+            )
+        );
+        let denied = failed("apply Namespace", "shop", api_error(403, "forbidden", &[]));
+        assert!(
+            matches!(&denied, ActionError::Fatal(m) if m.contains("access entry")),
+            "{denied:?}"
+        );
+        let terminating = failed(
+            "apply Deployment",
+            "shop",
+            api_error(
+                403,
+                "unable to create new content in namespace shop because it is being terminated",
+                &[],
+            ),
+        );
+        assert!(matches!(terminating, ActionError::Retryable(_)));
+        assert!(matches!(
+            failed("apply", "x", api_error(409, "conflict", &[])),
+            ActionError::Retryable(_)
+        ));
+        assert!(matches!(
+            failed("apply", "x", api_error(429, "slow down", &[])),
+            ActionError::Throttled(_)
+        ));
+        assert!(matches!(
+            failed("apply", "x", api_error(503, "unavailable", &[])),
+            ActionError::Retryable(_)
+        ));
+    }
+
     #[test]
     fn the_url_is_the_ingress_host_or_the_services_in_cluster_name() {
         let exposed = app(json!({"ingress": {"enabled": true, "host": "shop.example.com"}}));
