@@ -146,9 +146,9 @@ impl KubernetesDriver {
             .name
             .as_deref()
             .unwrap_or_default();
-        let api = |_: &str| client.clone();
+        let inside = || client.clone();
         apply(
-            Api::namespaced(api(namespace), namespace),
+            Api::namespaced(inside(), namespace),
             &objects.service_account,
         )
         .await?;
@@ -160,25 +160,20 @@ impl KubernetesDriver {
                 kind: ExternalSecret::KIND.to_string(),
                 plural: ExternalSecret::PLURAL.to_string(),
             };
-            let secrets: Api<DynamicObject> =
-                Api::namespaced_with(api(namespace), namespace, &resource);
+            let secrets: Api<DynamicObject> = Api::namespaced_with(inside(), namespace, &resource);
             let name = secret.metadata.name.as_deref().unwrap_or_default();
             patch(&secrets, name, ExternalSecret::KIND, secret).await?;
         }
-        apply(
-            Api::namespaced(api(namespace), namespace),
-            &objects.deployment,
-        )
-        .await?;
-        apply(Api::namespaced(api(namespace), namespace), &objects.service).await?;
+        apply(Api::namespaced(inside(), namespace), &objects.deployment).await?;
+        apply(Api::namespaced(inside(), namespace), &objects.service).await?;
         if let Some(autoscaler) = &objects.autoscaler {
-            apply(Api::namespaced(api(namespace), namespace), autoscaler).await?;
+            apply(Api::namespaced(inside(), namespace), autoscaler).await?;
         }
         if let Some(ingress) = &objects.ingress {
-            apply(Api::namespaced(api(namespace), namespace), ingress).await?;
+            apply(Api::namespaced(inside(), namespace), ingress).await?;
         }
         if let Some(budget) = &objects.disruption_budget {
-            apply(Api::namespaced(api(namespace), namespace), budget).await?;
+            apply(Api::namespaced(inside(), namespace), budget).await?;
         }
         Ok(())
     }
