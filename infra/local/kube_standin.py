@@ -23,6 +23,16 @@ Secrets that hold a placeholder, never a real value, namespace deletion
 (kube/controllers.py). State is in memory and gone when it stops; only the
 certificates are kept, in --state-dir.
 
+Each cluster also holds, from its first request on, what the platform
+team's bootstrap installs on its EKS clusters before PAO deploys anything
+(kube/bootstrap.py): the namespace `external-secrets` and a
+ClusterSecretStore for Secrets Manager, named by --cluster-secret-store
+(default `aws-secrets-manager`) in the region of --region (default
+`us-east-1`), Ready from the start and labelled
+`app.kubernetes.io/managed-by: platform-bootstrap`. An empty
+--cluster-secret-store installs neither: a cluster the platform did not
+bootstrap.
+
     GET /_health                   200 when serving
     GET /_objects[?cluster=NAME]   every cluster's objects, for tests and the demo (no token)
 
@@ -30,7 +40,7 @@ The credentials tokens must be signed with come from the environment
 (PAO_KUBE_ACCESS_KEY_ID, PAO_KUBE_SECRET_ACCESS_KEY; both `test` by default,
 as the local stack's), never the command line (ps shows it).
 
-Usage: kube_standin.py --port PORT --state-dir DIR
+Usage: kube_standin.py --port PORT --state-dir DIR [--cluster-secret-store NAME] [--region REGION]
 """
 
 from __future__ import annotations
@@ -40,7 +50,7 @@ import os
 import sys
 from pathlib import Path
 
-from kube import server, tls
+from kube import bootstrap, server, tls
 from kube.controllers import Controllers
 from kube.store import Store
 from kube.token import Credentials
@@ -51,11 +61,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--state-dir", type=Path, required=True, help="where the CA and server certificate are kept")
+    parser.add_argument("--cluster-secret-store", default=bootstrap.DEFAULT_STORE, metavar="NAME",
+                        help="the ClusterSecretStore (Secrets Manager, Ready) every cluster holds from the start, "
+                             "with the namespace external-secrets, as the platform's bootstrap installs them; "
+                             "empty: neither, a cluster the platform did not bootstrap "
+                             f"(default {bootstrap.DEFAULT_STORE})")
+    parser.add_argument("--region", default=bootstrap.DEFAULT_REGION,
+                        help=f"the region that ClusterSecretStore reads from (default {bootstrap.DEFAULT_REGION})")
     args = parser.parse_args()
     credentials = Credentials(os.environ.get("PAO_KUBE_ACCESS_KEY_ID", "test"),
                               os.environ.get("PAO_KUBE_SECRET_ACCESS_KEY", "test"))
+    try:
+        store = Store(Validator(), bootstrap.addons(args.cluster_secret_store, args.region))
+    except ValueError as err:
+        parser.error(str(err))
     certificates = tls.ensure(args.state_dir)
-    store = Store(Validator())
     httpd = server.build(args.port, certificates, store, Controllers(store), credentials)
     print(f"serving https://127.0.0.1:{args.port}/clusters/<name>; CA {certificates.ca}", flush=True)
     httpd.serve_forever()

@@ -6,7 +6,9 @@ makes them (botocore) and the stand-in must take exactly the right ones;
 every call goes over TLS trusting the stack's CA alone, as a client of EKS
 trusts `certificateAuthority.data`. Then what the action does: apply,
 poll a rollout, fail on an image that cannot be pulled, be refused an
-invalid object, sync an ExternalSecret, delete a namespace.
+invalid object, sync an ExternalSecret, delete a namespace; and what the
+platform's bootstrap put in every cluster (the namespace external-secrets,
+the ClusterSecretStore aws-secrets-manager, Ready).
 
 Each check prints `ok` or `FAIL` and what it checked; the run exits 1 if
 any failed. The processes are started in sessions of their own and stopped
@@ -52,6 +54,8 @@ START_SECONDS = 60
 REGION = "us-east-1"
 APPLY = "application/apply-patch+yaml"
 PLACEHOLDER = "pao-local-placeholder-not-a-secret"
+# What the stand-in's cluster bootstrap installs by default (kube/bootstrap.py).
+PLATFORM_STORE = "aws-secrets-manager"
 
 
 class Checks:
@@ -168,8 +172,9 @@ def external_secret(name: str, ns: str, store: str) -> dict[str, Any]:
                      ]}}
 
 
+# A store of the checks' own, beside the platform's.
 CLUSTER_SECRET_STORE = {
-    "apiVersion": "external-secrets.io/v1", "kind": "ClusterSecretStore", "metadata": {"name": "aws-secrets-manager"},
+    "apiVersion": "external-secrets.io/v1", "kind": "ClusterSecretStore", "metadata": {"name": "team-store"},
     "spec": {"provider": {"aws": {"service": "SecretsManager", "region": REGION,
                                   "auth": {"jwt": {"serviceAccountRef": {"name": "external-secrets",
                                                                          "namespace": "external-secrets"}}}}}},
@@ -269,6 +274,27 @@ def check_discovery(check: Checks, kube: Kube, base: str, token: str) -> None:
     check("/api lists v1", api.get("versions") == ["v1"], api)
     _, listed = kube.call("GET", f"{base}/apis/apps/v1", token)
     check("/apis/apps/v1 lists deployments", "deployments" in {r["name"] for r in listed.get("resources", [])}, listed)
+
+
+def check_bootstrap(check: Checks, kube: Kube, base: str, token: str) -> None:
+    status, listed = kube.call("GET", f"{base}/apis/external-secrets.io/v1/clustersecretstores", token)
+    stores = {store["metadata"]["name"]: store for store in listed.get("items", [])}
+    store = stores.get(PLATFORM_STORE, {})
+    check(f"a new cluster lists the platform's ClusterSecretStore {PLATFORM_STORE}, Ready True, reason Valid",
+          status == 200 and list(stores) == [PLATFORM_STORE] and condition(store, "Ready").get("status") == "True"
+          and condition(store, "Ready").get("reason") == "Valid", listed)
+    aws = store.get("spec", {}).get("provider", {}).get("aws", {})
+    check("it reads Secrets Manager in us-east-1 as the service account external-secrets/external-secrets",
+          aws.get("service") == "SecretsManager" and aws.get("region") == REGION
+          and aws.get("auth", {}).get("jwt", {}).get("serviceAccountRef")
+          == {"name": "external-secrets", "namespace": "external-secrets"}, store)
+    managers = [entry["manager"] for entry in store.get("metadata", {}).get("managedFields", [])]
+    check("it is not PAO's: labelled managed-by platform-bootstrap, field manager platform-bootstrap",
+          store.get("metadata", {}).get("labels", {}).get("app.kubernetes.io/managed-by") == "platform-bootstrap"
+          and managers == ["platform-bootstrap"], store.get("metadata"))
+    status, found = kube.call("GET", f"{base}/api/v1/namespaces/external-secrets", token)
+    check("and the namespace external-secrets, Active",
+          status == 200 and found.get("status", {}).get("phase") == "Active", found)
 
 
 def check_namespace_apply(check: Checks, kube: Kube, base: str, token: str, name: str) -> None:
@@ -414,7 +440,7 @@ def check_external_secrets(check: Checks, kube: Kube, base: str, token: str, ns:
     status, body = kube.call("PATCH", base + path_of(CLUSTER_SECRET_STORE, "clustersecretstores"), token,
                              CLUSTER_SECRET_STORE)
     check("apply of a ClusterSecretStore (cluster-scoped, provider aws): 201", status == 201, body)
-    valid = external_secret("app", ns, "aws-secrets-manager")
+    valid = external_secret("app", ns, CLUSTER_SECRET_STORE["metadata"]["name"])
     status, body = kube.call("PATCH", base + path_of(valid, "externalsecrets"), token, valid)
     check("apply of a valid ExternalSecret: 201", status == 201, body)
     es_path = base + path_of(valid, "externalsecrets", query="")
@@ -430,7 +456,7 @@ def check_external_secrets(check: Checks, kube: Kube, base: str, token: str, ns:
     check("the Secret is owned by the ExternalSecret",
           [r["uid"] for r in secret["metadata"].get("ownerReferences", [])] == [synced["metadata"]["uid"]], secret)
 
-    invalid = external_secret("broken", ns, "aws-secrets-manager")
+    invalid = external_secret("broken", ns, PLATFORM_STORE)
     invalid["spec"]["secretStoreRef"]["kind"] = "Vault"
     del invalid["spec"]["data"][0]["remoteRef"]["key"]
     invalid["spec"]["data"][1]["secretKey"] = "not a key!"
@@ -500,8 +526,9 @@ def check_objects(check: Checks, kube: Kube, clusters: tuple[str, str], token_b:
     kube.call("PATCH", f"/clusters/{b}" + path_of(only_in_b, "namespaces"), token_b, only_in_b)
     status, body = kube.call("GET", "/_objects", None)
     names = {name: {(o["kind"], o["metadata"]["name"]) for o in objects} for name, objects in body["clusters"].items()}
+    own_store = ("ClusterSecretStore", CLUSTER_SECRET_STORE["metadata"]["name"])
     check("/_objects: both clusters, each with its own objects",
-          status == 200 and ("ClusterSecretStore", "aws-secrets-manager") in names.get(a, set())
+          status == 200 and own_store in names.get(a, set()) and own_store not in names.get(b, set())
           and ("Namespace", "only-in-b") in names.get(b, set()) and ("Namespace", "only-in-b") not in names[a], names)
     _, body = kube.call("GET", f"/_objects?cluster={b}", None)
     check("/_objects?cluster=: that cluster only", list(body["clusters"]) == [b], list(body["clusters"]))
@@ -569,6 +596,7 @@ def run(check: Checks, work: Path) -> None:
         check_tls(check, kube, endpoints[a], token)
         check_tokens(check, kube, f"{base}/version", a, b)
         check_discovery(check, kube, base, token)
+        check_bootstrap(check, kube, base, token)
         check_namespace_apply(check, kube, base, token, "shop")
         broken = deployment("broken", "shop", "example/app:1.0-unpullable", replicas=1)
         broken_at = time.monotonic()

@@ -27,7 +27,9 @@ timers, so a client waiting for them sees what it would see in EKS.
   `creationPolicy: Owner` (the default) makes the ExternalSecret the
   Secret's owner; `None` writes no Secret.
 - **ClusterSecretStore**: `Ready` True after SYNC_SECONDS (nothing checks it
-  can reach AWS), and the ExternalSecrets waiting for it are synced.
+  can reach AWS), and the ExternalSecrets waiting for it are synced. The
+  one the platform's bootstrap installs (bootstrap.py) is Ready from the
+  start.
 - **Namespace** deleted: after NAMESPACE_PURGE_SECONDS everything in it, and
   then the namespace, is gone.
 """
@@ -181,12 +183,16 @@ class Controllers:
             store = self._current(cluster, CLUSTER_SECRET_STORES, ref)
             if store is None:
                 return
-            ready = _condition(store, "Ready", "True", "Valid", "store validated")
-            store["status"] = {"capabilities": "ReadWrite", "conditions": [ready]}
+            store["status"] = store_status(store)
             self.store.save(cluster, CLUSTER_SECRET_STORES, store)
             waiting, _ = self.store.list(cluster, EXTERNAL_SECRETS, None, lambda external: _waits_for(external, store))
             for external in waiting:
                 self._sync(cluster, _ref(external))
+
+
+def store_status(store: Object) -> Object:
+    """The status External Secrets Operator writes in a store it validated."""
+    return {"capabilities": "ReadWrite", "conditions": [_condition(store, "Ready", "True", "Valid", "store validated")]}
 
 
 def _ref(obj: Object) -> tuple[str, str, str, int]:

@@ -1,7 +1,9 @@
 """The objects of every cluster, in memory, behind one lock.
 
-Each cluster (the name in `/clusters/<name>/`) gets its objects and the
-namespaces a new EKS cluster has the first time it is addressed. Every
+Each cluster (the name in `/clusters/<name>/`) gets its objects, the
+namespaces a new EKS cluster has, and what the platform's bootstrap
+installs (bootstrap.py: the add-ons the store is given, each stored as an
+apply by its field manager) the first time it is addressed. Every
 write moves one counter shared by all clusters, and an object's
 `resourceVersion` is that counter when it was last written. An object's
 `generation` starts at 1 and moves when its `spec` changes.
@@ -22,7 +24,7 @@ import copy
 import threading
 import time
 import uuid
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from kube import apply
 from kube.resources import DEPLOYMENTS, NAMESPACES, Resource
@@ -38,6 +40,9 @@ DEFAULTS = {
 
 Key = tuple[Resource, str, str]  # resource, namespace ("" for cluster-scoped objects), name
 Object = dict[str, Any]
+# An object every cluster holds from the start: its resource, the field manager that applied it, and what it
+# applied (with the status its controller wrote).
+Addon = tuple[Resource, str, Object]
 
 
 def now() -> str:
@@ -45,10 +50,17 @@ def now() -> str:
 
 
 class Store:
-    def __init__(self, validator: Validator):
+    def __init__(self, validator: Validator, addons: Sequence[Addon] = ()):
+        """`addons`: what every cluster holds from its first request on (ValueError when one is invalid)."""
         # Controllers hold it across several calls to change objects together.
         self.lock = threading.RLock()
         self.validator = validator
+        self.addons = list(addons)
+        for resource, manager, config in self.addons:
+            causes = validator.causes(resource, _installed(resource, manager, config))
+            if causes:
+                said = "; ".join(f"{cause['field']}: {cause['message']}" for cause in causes)
+                raise ValueError(f"the add-on {resource.kind} {config['metadata']['name']!r} is invalid: {said}")
         self._clusters: dict[str, dict[Key, Object]] = {}
         self._version = 0
 
@@ -77,10 +89,7 @@ class Store:
             live = objects.get(key)
             if resource.namespaced:
                 _check_namespace(objects, resource, namespace, name, creating=live is None)
-            result = apply.applied(resource, live, config, manager, force, now())
-            _with_defaults(result, DEFAULTS.get(resource, {}))
-            if resource is NAMESPACES:
-                result["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = name
+            result = _defaulted(resource, apply.applied(resource, live, config, manager, force, now()))
             causes = self.validator.causes(resource, result)
             if causes:
                 raise invalid(resource, name, causes)
@@ -176,6 +185,12 @@ class Store:
                                           "generation": 1, "labels": {"kubernetes.io/metadata.name": name}}}
                 _with_defaults(namespace, DEFAULTS[NAMESPACES])
                 self._write(self._clusters[cluster], (NAMESPACES, "", name), namespace)
+            for resource, manager, config in self.addons:
+                installed = _installed(resource, manager, config)
+                metadata = installed["metadata"]
+                metadata.update(uid=str(uuid.uuid4()), creationTimestamp=now(), generation=1)
+                self._write(self._clusters[cluster], (resource, metadata.get("namespace", ""), metadata["name"]),
+                            installed)
         return self._clusters[cluster]
 
     def _write(self, objects: dict[Key, Object], key: Key, obj: Object) -> None:
@@ -202,6 +217,26 @@ def _check_namespace(objects: dict[Key, Object], resource: Resource, namespace: 
         why = f"unable to create new content in namespace {namespace} because it is being terminated"
         raise forbidden(resource, name, why, [{"reason": "NamespaceTerminating", "field": "metadata.namespace",
                                                "message": f"namespace {namespace} is being terminated"}])
+
+
+def _defaulted(resource: Resource, obj: Object) -> Object:
+    """`obj` with what the API server adds to every object of its kind."""
+    _with_defaults(obj, DEFAULTS.get(resource, {}))
+    if resource is NAMESPACES:
+        obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = obj["metadata"]["name"]
+    return obj
+
+
+def _installed(resource: Resource, manager: str, config: Object) -> Object:
+    """An add-on as its manager's apply leaves it, with the status its controller wrote (its conditions
+    dated now, when the cluster gets it)."""
+    at = now()
+    installed = _defaulted(resource, apply.applied(resource, None, copy.deepcopy(config), manager, False, at))
+    if "status" in config:
+        installed["status"] = copy.deepcopy(config["status"])
+        for condition in installed["status"].get("conditions", []):
+            condition["lastTransitionTime"] = at
+    return installed
 
 
 def _with_defaults(obj: Object, defaults: dict[str, Any]) -> None:
