@@ -18,10 +18,12 @@ Kubernetes OpenAPI schemas of version 1.32 and a subset of External
 Secrets Operator's CRDs (kube/validation.py), field ownership of
 server-side apply (kube/apply.py), namespaces that must exist and not be
 terminating. What it plays: Deployment rollouts with pods (an image whose
-tag ends in `-unpullable` never pulls), ExternalSecrets syncing into
-Secrets that hold a placeholder, never a real value, namespace deletion
-(kube/controllers.py). State is in memory and gone when it stops; only the
-certificates are kept, in --state-dir.
+tag ends in `-unpullable` never pulls, and pods whose environment names a
+Secret that is not there wait for it, `CreateContainerConfigError`, until
+it is written), ExternalSecrets syncing into Secrets that hold a
+placeholder, never a real value, namespace deletion (kube/controllers.py).
+State is in memory and gone when it stops; only the certificates are kept,
+in --state-dir.
 
 Each cluster also holds, from its first request on, what the platform
 team's bootstrap installs on its EKS clusters before PAO deploys anything

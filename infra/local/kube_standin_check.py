@@ -6,9 +6,11 @@ makes them (botocore) and the stand-in must take exactly the right ones;
 every call goes over TLS trusting the stack's CA alone, as a client of EKS
 trusts `certificateAuthority.data`. Then what the action does: apply,
 poll a rollout, fail on an image that cannot be pulled, be refused an
-invalid object, sync an ExternalSecret, delete a namespace; and what the
+invalid object, sync an ExternalSecret, delete a namespace; what the
 platform's bootstrap put in every cluster (the namespace external-secrets,
-the ClusterSecretStore aws-secrets-manager, Ready).
+the ClusterSecretStore aws-secrets-manager, Ready); pods that wait for the
+Secrets their environment names (CreateContainerConfigError) and start
+once an ExternalSecret, or a client, writes them.
 
 Each check prints `ok` or `FAIL` and what it checked; the run exits 1 if
 any failed. The processes are started in sessions of their own and stopped
@@ -179,6 +181,27 @@ CLUSTER_SECRET_STORE = {
                                   "auth": {"jwt": {"serviceAccountRef": {"name": "external-secrets",
                                                                          "namespace": "external-secrets"}}}}}},
 }
+
+
+def with_env(obj: dict[str, Any], env: list[dict[str, Any]] | None = None,
+             env_from: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    container = obj["spec"]["template"]["spec"]["containers"][0]
+    if env:
+        container["env"] = env
+    if env_from:
+        container["envFrom"] = env_from
+    return obj
+
+
+def secret_key(variable: str, secret: str, key: str, optional: bool = False) -> dict[str, Any]:
+    ref = {"name": secret, "key": key, **({"optional": True} if optional else {})}
+    return {"name": variable, "valueFrom": {"secretKeyRef": ref}}
+
+
+def secret(name: str, ns: str, keys: list[str]) -> dict[str, Any]:
+    data = {key: base64.b64encode(b"value").decode() for key in keys}
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": {"name": name, "namespace": ns},
+            "data": data}
 
 
 def path_of(obj: dict[str, Any], plural: str, query: str = "fieldManager=pao&force=true") -> str:
@@ -357,6 +380,74 @@ def check_rollout(check: Checks, kube: Kube, base: str, token: str, ns: str) -> 
     check("list: DeploymentList with items and metadata.resourceVersion",
           listed.get("kind") == "DeploymentList" and listed["metadata"].get("resourceVersion")
           and [d["metadata"]["name"] for d in listed.get("items", [])] == ["broken", "web"], listed)
+
+
+def start_secret_refs(kube: Kube, base: str, token: str, ns: str) -> None:
+    """Applied early, checked by check_secret_refs once they have rolled out: a
+    Deployment needing a Secret nothing wrote yet (api-env, which the
+    ExternalSecret api will write), and one needing a key its Secret lacks."""
+    kube.call("PATCH", base + path_of(namespace(ns), "namespaces"), token, namespace(ns))
+    partial = secret("partial", ns, ["A"])
+    kube.call("PATCH", base + path_of(partial, "secrets"), token, partial)
+    api = with_env(deployment("api", ns, "nginx:1.27"), env=[
+        secret_key("DATABASE_PASSWORD", "api-env", "DATABASE_PASSWORD"),
+        secret_key("OPTIONAL", "nowhere", "KEY", optional=True)],
+        env_from=[{"secretRef": {"name": "nowhere-either", "optional": True}}])
+    keyless = with_env(deployment("keyless", ns, "nginx:1.27", replicas=1),
+                       env=[secret_key("B", "partial", "B")], env_from=[{"secretRef": {"name": "partial"}}])
+    for obj in (api, keyless):
+        kube.call("PATCH", base + path_of(obj, "deployments"), token, obj)
+
+
+def check_secret_refs(check: Checks, kube: Kube, base: str, token: str, ns: str) -> None:
+    def pods_of(app: str) -> list[dict[str, Any]]:
+        return kube.call("GET", f"{base}/api/v1/namespaces/{ns}/pods?labelSelector=app%3D{app}", token)[1]["items"]
+
+    def waiting(pod: dict[str, Any]) -> list[dict[str, Any]]:
+        return [c["state"].get("waiting") for c in pod["status"]["containerStatuses"]]
+
+    def deployment_of(app: str) -> dict[str, Any]:
+        return kube.call("GET", f"{base}/apis/apps/v1/namespaces/{ns}/deployments/{app}", token)[1]
+
+    pods, _ = wait_until(lambda: (lambda found: found if len(found) == 2 else None)(pods_of("api")), 4)
+    pods = pods or []
+    check('a Secret nothing wrote yet: 2 pods Pending, waiting CreateContainerConfigError, secret "api-env" not found '
+          "(optional references to missing Secrets skipped)",
+          len(pods) == 2 and all(p["status"]["phase"] == "Pending" and waiting(p) == [
+              {"reason": "CreateContainerConfigError", "message": 'secret "api-env" not found'}] for p in pods), pods)
+    status = deployment_of("api").get("status", {})
+    check("that Deployment is not Available: no availableReplicas, 2 unavailable",
+          condition({"status": status}, "Available").get("status") == "False" and not status.get("availableReplicas")
+          and status.get("unavailableReplicas") == 2, status)
+    keyless, _ = wait_until(lambda: pods_of("keyless"), 4)
+    check("a key its Secret lacks: waiting CreateContainerConfigError, couldn't find key B in Secret <ns>/partial",
+          keyless is not None and [waiting(p) for p in keyless] == [[
+              {"reason": "CreateContainerConfigError", "message": f"couldn't find key B in Secret {ns}/partial"}]],
+          keyless)
+
+    api_secret = external_secret("api", ns, PLATFORM_STORE)
+    kube.call("PATCH", base + path_of(api_secret, "externalsecrets"), token, api_secret)
+    partial = secret("partial", ns, ["A", "B"])
+    kube.call("PATCH", base + path_of(partial, "secrets"), token, partial)
+    written_at = time.monotonic()
+
+    def available(app: str) -> Callable[[], dict[str, Any] | None]:
+        return lambda: (lambda d: d if condition(d, "Available").get("status") == "True" else None)(deployment_of(app))
+
+    found, _ = wait_until(available("api"), 4)
+    took = time.monotonic() - written_at
+    synced = kube.call("GET", base + path_of(api_secret, "externalsecrets", query=""), token)[1]
+    check(f"an ExternalSecret on the platform's store writes api-env; the Deployment becomes Available "
+          f"(took {took:.1f} s)", found is not None and condition(synced, "Ready").get("reason") == "SecretSynced"
+          and found["status"].get("availableReplicas") == 2, (synced.get("status"), found))
+    started = pods_of("api")
+    check("the same pods now Running and ready, as the kubelet retries them",
+          {p["metadata"]["name"] for p in started} == {p["metadata"]["name"] for p in pods}
+          and all(p["status"]["phase"] == "Running" and p["status"]["containerStatuses"][0]["ready"]
+                  for p in started), started)
+    found, _ = wait_until(available("keyless"), 3)
+    check("a client's apply of the Secret with the missing key: that Deployment becomes Available",
+          found is not None, deployment_of("keyless"))
 
 
 def check_unpullable(check: Checks, kube: Kube, base: str, token: str, ns: str, applied_at: float) -> None:
@@ -601,7 +692,9 @@ def run(check: Checks, work: Path) -> None:
         broken = deployment("broken", "shop", "example/app:1.0-unpullable", replicas=1)
         broken_at = time.monotonic()
         kube.call("PATCH", base + path_of(broken, "deployments"), token, broken)
+        start_secret_refs(kube, base, token, "orders")
         check_rollout(check, kube, base, token, "shop")
+        check_secret_refs(check, kube, base, token, "orders")
         check_refusals(check, kube, base, token, "shop")
         check_invalid(check, kube, base, token, "shop")
         check_external_secrets(check, kube, base, token, "shop")

@@ -14,8 +14,25 @@ timers, so a client waiting for them sees what it would see in EKS.
   that were running stay (as a rolling update keeps them), and after
   PROGRESS_DEADLINE_SECONDS `Progressing` turns False with reason
   `ProgressDeadlineExceeded` (EKS waits `spec.progressDeadlineSeconds`,
-  600 by default). Pods name the Deployment in `ownerReferences` (in EKS
-  they name its ReplicaSet), so deleting the Deployment deletes them.
+  600 by default). **Missing Secrets**: a container (or init container)
+  whose environment names a Secret that is not in the pod's namespace
+  (`env[].valueFrom.secretKeyRef` or `envFrom[].secretRef`, unless
+  `optional: true`) cannot be configured: its pods are made but stay
+  `Pending`, the container waiting with reason `CreateContainerConfigError`
+  and kubelet's message `secret "<name>" not found`, or `couldn't find key
+  <key> in Secret <namespace>/<name>` when the Secret lacks the key of a
+  `secretKeyRef` (an init container that waits holds back the later ones
+  and every container: `PodInitializing`, `Initialized` False). The kubelet
+  pulls the image before it makes the container's configuration, so an
+  unpullable image is what such a container reports. When a Secret is
+  written (by an ExternalSecret's sync or a client's apply), after
+  RETRY_SECONDS the pods of the namespace's Deployments that wait for one
+  are retried, as the kubelet retries them: they keep their names and
+  start (Running) if nothing is missing any more, the older pods are
+  dropped and the Deployment becomes `Available`. Secret volumes,
+  ConfigMap references and the kubelet's back-off are not played. Pods
+  name the Deployment in `ownerReferences` (in EKS they name its
+  ReplicaSet), so deleting the Deployment deletes them.
 - **ExternalSecret** (created, or its spec changed): after SYNC_SECONDS, if
   the ClusterSecretStore it names exists, its target Secret (type Opaque,
   named `spec.target.name` or after the ExternalSecret) holds every
@@ -52,6 +69,8 @@ ROLL_SECONDS = 2.0
 PROGRESS_DEADLINE_SECONDS = 5.0
 SYNC_SECONDS = 0.5
 NAMESPACE_PURGE_SECONDS = 2.0
+RETRY_SECONDS = 0.5
+CONFIG_ERROR = "CreateContainerConfigError"
 UNPULLABLE_SUFFIX = "-unpullable"
 PLACEHOLDER = "pao-local-placeholder-not-a-secret"
 MANAGED_LABEL = "reconcile.external-secrets.io/managed"
@@ -63,6 +82,9 @@ class Controllers:
         self.store = store
 
     def applied(self, cluster: str, resource: Resource, obj: Object, spec_changed: bool) -> None:
+        if resource is SECRETS:  # no spec: any write may bring what a pod waits for
+            self._secret_written(cluster, obj["metadata"]["namespace"])
+            return
         if not spec_changed:
             return
         ref = _ref(obj)
@@ -105,21 +127,66 @@ class Controllers:
             deployment = self._current(cluster, DEPLOYMENTS, ref)
             if deployment is None:
                 return
-            template = deployment["spec"]["template"]
-            template_hash = _template_hash(template)
-            pods = self.store.owned_by(cluster, deployment["metadata"]["uid"])
-            current = [pod for pod in pods if _hash_of(pod) == template_hash]
-            pullable = not any(_unpullable(c.get("image", "")) for c in _containers(template))
-            # A rollout that completes replaces every older pod; one that cannot
-            # keeps the older pods that run and drops those that never started.
-            stale = [pod for pod in pods if _hash_of(pod) != template_hash
-                     and (pullable or pod["status"]["phase"] != "Running")]
+            template_hash = _template_hash(deployment["spec"]["template"])
+            secrets = self._secrets(cluster, deployment["metadata"]["namespace"])
+            current = [pod for pod in self.store.owned_by(cluster, deployment["metadata"]["uid"])
+                       if _hash_of(pod) == template_hash]
             wanted = deployment["spec"]["replicas"]
-            for pod in stale + current[wanted:]:
+            for pod in current[wanted:]:
                 self.store.remove(cluster, PODS, pod["metadata"]["namespace"], pod["metadata"]["name"])
+            for pod in current[:wanted]:
+                self._retry_pod(cluster, pod, secrets)
             for _ in range(wanted - len(current)):
-                self.store.save(cluster, PODS, _pod(deployment, template_hash))
+                self.store.save(cluster, PODS, _pod(deployment, template_hash, secrets))
+            self._drop_stale(cluster, deployment, secrets)
             self._set_status(cluster, deployment, timed_out=False)
+
+    def _drop_stale(self, cluster: str, deployment: Object, secrets: dict[str, set[str]]) -> None:
+        """A rollout whose pods start replaces every older pod; one whose pods
+        cannot keeps the older pods that run and drops those that never started."""
+        namespace, template = deployment["metadata"]["namespace"], deployment["spec"]["template"]
+        template_hash = _template_hash(template)
+        starts = not any(_problem(c, namespace, secrets) for c in _containers(template))
+        for pod in self.store.owned_by(cluster, deployment["metadata"]["uid"]):
+            if _hash_of(pod) != template_hash and (starts or pod["status"]["phase"] != "Running"):
+                self.store.remove(cluster, PODS, namespace, pod["metadata"]["name"])
+
+    def _secret_written(self, cluster: str, namespace: str) -> None:
+        self._later(RETRY_SECONDS, self._retry_waiting, cluster, namespace)
+
+    def _retry_waiting(self, cluster: str, namespace: str) -> None:
+        """After a Secret is written: the pods of the current template of each
+        Deployment that wait for a Secret are retried, and the rollout
+        finishes if they start."""
+        with self.store.lock:
+            secrets = self._secrets(cluster, namespace)
+            deployments, _ = self.store.list(cluster, DEPLOYMENTS, namespace, lambda _: True)
+            for deployment in deployments:
+                template_hash = _template_hash(deployment["spec"]["template"])
+                waiting = [pod for pod in self.store.owned_by(cluster, deployment["metadata"]["uid"])
+                           if _hash_of(pod) == template_hash and _waits_for_config(pod)]
+                if not any([self._retry_pod(cluster, pod, secrets) for pod in waiting]):
+                    continue
+                self._drop_stale(cluster, deployment, secrets)
+                timed_out = _condition_of(deployment, "Progressing").get("reason") == "ProgressDeadlineExceeded"
+                self._set_status(cluster, deployment, timed_out)
+
+    def _retry_pod(self, cluster: str, pod: Object, secrets: dict[str, set[str]]) -> bool:
+        """The kubelet's retry of a pod whose containers wait for a Secret: whether anything changed."""
+        if not _waits_for_config(pod):
+            return False
+        status = _pod_status(pod["spec"], pod["metadata"]["namespace"], secrets, now(), pod["status"])
+        if status == pod["status"]:
+            return False
+        pod["status"] = status
+        self.store.save(cluster, PODS, pod)
+        return True
+
+    def _secrets(self, cluster: str, namespace: str) -> dict[str, set[str]]:
+        """The namespace's Secrets and their keys (`stringData` too: the API server folds it into `data`)."""
+        found, _ = self.store.list(cluster, SECRETS, namespace, lambda _: True)
+        return {secret["metadata"]["name"]: {*(secret.get("data") or {}), *(secret.get("stringData") or {})}
+                for secret in found}
 
     def _deadline(self, cluster: str, ref: tuple[str, str, str, int]) -> None:
         with self.store.lock:
@@ -176,6 +243,7 @@ class Controllers:
         if "immutable" in target:
             secret["immutable"] = target["immutable"]
         self.store.save(cluster, SECRETS, secret)
+        self._secret_written(cluster, metadata["namespace"])
         return name
 
     def _store_ready(self, cluster: str, ref: tuple[str, str, str, int]) -> None:
@@ -210,12 +278,16 @@ def _waits_for(external: Object, store: Object) -> bool:
 def _condition(obj: Object, kind: str, status: str, reason: str, message: str,
                with_update_time: bool = False) -> dict[str, str]:
     """A condition, keeping its lastTransitionTime while its status holds."""
-    previous = next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == kind), None)
-    since = previous["lastTransitionTime"] if previous and previous["status"] == status else now()
+    previous = _condition_of(obj, kind)
+    since = previous["lastTransitionTime"] if previous.get("status") == status else now()
     condition = {"type": kind, "status": status, "reason": reason, "message": message, "lastTransitionTime": since}
     if with_update_time:
         condition["lastUpdateTime"] = now()
     return condition
+
+
+def _condition_of(obj: Object, kind: str) -> dict[str, str]:
+    return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == kind), {})
 
 
 def _containers(template: Object) -> list[Object]:
@@ -237,18 +309,9 @@ def _hash_of(pod: Object) -> str | None:
     return pod["metadata"].get("labels", {}).get("pod-template-hash")
 
 
-def _pod(deployment: Object, template_hash: str) -> Object:
+def _pod(deployment: Object, template_hash: str, secrets: dict[str, set[str]]) -> Object:
     metadata, template = deployment["metadata"], deployment["spec"]["template"]
     suffix = "".join(random.choices(POD_NAME_LETTERS, k=5))
-    started = now()
-    statuses = [_container_status(container, started) for container in template["spec"].get("containers", [])]
-    waiting = [status["name"] for status in statuses if "waiting" in status["state"]]
-    ready = "False" if waiting else "True"
-    not_ready = {"reason": "ContainersNotReady", "message": f"containers with unready status: [{' '.join(waiting)}]"}
-    conditions = [{"type": kind, "status": status, "lastTransitionTime": started,
-                   **(not_ready if status == "False" else {})}
-                  for kind, status in (("PodScheduled", "True"), ("Initialized", "True"),
-                                       ("ContainersReady", ready), ("Ready", ready))]
     return {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {
@@ -259,18 +322,124 @@ def _pod(deployment: Object, template_hash: str) -> Object:
                                  "blockOwnerDeletion": True}],
         },
         "spec": template["spec"],
-        "status": {"phase": "Pending" if waiting else "Running", "conditions": conditions,
-                   "startTime": started, "containerStatuses": statuses},
+        "status": _pod_status(template["spec"], metadata["namespace"], secrets, now()),
     }
 
 
-def _container_status(container: Object, started: str) -> Object:
+def _pod_status(spec: Object, namespace: str, secrets: dict[str, set[str]], at: str,
+                previous: Object | None = None) -> Object:
+    """What the kubelet reports of a pod at `at`: init containers run one after
+    the other, then the containers; one that cannot start waits, and holds
+    back what comes after it. `previous`: the pod's status before a retry,
+    whose containers that ran keep their state and whose conditions keep
+    their times while they hold."""
+    before = {(kind, status["name"]): status for kind in ("initContainerStatuses", "containerStatuses")
+              for status in (previous or {}).get(kind, [])}
+
+    def kept(kind: str, status: Object) -> Object:
+        old = before.get((kind, status["name"]))
+        return old if old is not None and ("running" in old["state"] or "terminated" in old["state"]) else status
+
+    inits, blocked = [], False
+    for container in spec.get("initContainers", []):
+        problem = None if blocked else _problem(container, namespace, secrets)
+        if blocked:
+            inits.append(_waiting(container, "PodInitializing"))
+        elif problem:
+            inits.append(_waiting(container, *problem))
+            blocked = True
+        else:
+            inits.append(kept("initContainerStatuses", _completed(container, at)))
+    containers = [_waiting(container, "PodInitializing") if blocked
+                  else kept("containerStatuses", _container_status(container, namespace, secrets, at))
+                  for container in spec.get("containers", [])]
+    incomplete = [status["name"] for status in inits if "terminated" not in status["state"]]
+    unready = [status["name"] for status in containers if not status["ready"]]
+    why = {
+        "Initialized": {"reason": "ContainersNotInitialized",
+                        "message": f"containers with incomplete status: [{' '.join(incomplete)}]"},
+        "ContainersReady": {"reason": "ContainersNotReady",
+                            "message": f"containers with unready status: [{' '.join(unready)}]"},
+    }
+    why["Ready"] = why["ContainersReady"]
+    conditions = []
+    for kind, holds in (("PodScheduled", True), ("Initialized", not incomplete),
+                        ("ContainersReady", not unready), ("Ready", not unready)):
+        status = "True" if holds else "False"
+        old = _condition_of({"status": previous or {}}, kind)
+        since = old["lastTransitionTime"] if old.get("status") == status else at
+        conditions.append({"type": kind, "status": status, "lastTransitionTime": since,
+                           **({} if holds else why[kind])})
+    found = {"phase": "Pending" if incomplete or unready else "Running", "conditions": conditions,
+             "startTime": (previous or {}).get("startTime", at)}
+    if inits:
+        found["initContainerStatuses"] = inits
+    found["containerStatuses"] = containers
+    return found
+
+
+def _problem(container: Object, namespace: str, secrets: dict[str, set[str]]) -> tuple[str, str] | None:
+    """Why the kubelet cannot start the container, as a reason and a message, or None.
+
+    The real kubelet's order (kuberuntime's startContainer): it pulls the
+    image first (ErrImagePull, then ImagePullBackOff while it waits to try
+    again), and only then generates the container's configuration, where
+    its environment is read from Secrets (CreateContainerConfigError). So
+    an image that cannot be pulled is what a container reports even when a
+    Secret it needs is missing too."""
     image = container.get("image", "")
-    status = {"name": container["name"], "image": image, "imageID": "", "restartCount": 0}
     if _unpullable(image):
-        waiting = {"reason": "ImagePullBackOff", "message": f'Back-off pulling image "{image}"'}
-        return {**status, "ready": False, "started": False, "state": {"waiting": waiting}}
-    return {**status, "ready": True, "started": True, "state": {"running": {"startedAt": started}}}
+        return "ImagePullBackOff", f'Back-off pulling image "{image}"'
+    missing = _missing_secret(container, namespace, secrets)
+    return (CONFIG_ERROR, missing) if missing else None
+
+
+def _missing_secret(container: Object, namespace: str, secrets: dict[str, set[str]]) -> str | None:
+    """The kubelet's message for the first Secret or key the container's
+    environment lacks, in its order (envFrom, then env), or None;
+    `optional: true` references are skipped when what they name is missing."""
+    for source in container.get("envFrom") or []:
+        ref = source.get("secretRef")
+        if ref is not None and not ref.get("optional") and ref.get("name", "") not in secrets:
+            return f'secret "{ref.get("name", "")}" not found'
+    for variable in container.get("env") or []:
+        ref = (variable.get("valueFrom") or {}).get("secretKeyRef")
+        if ref is None or ref.get("optional"):
+            continue
+        name, key = ref.get("name", ""), ref.get("key", "")
+        if name not in secrets:
+            return f'secret "{name}" not found'
+        if key not in secrets[name]:
+            return f"couldn't find key {key} in Secret {namespace}/{name}"
+    return None
+
+
+def _waits_for_config(pod: Object) -> bool:
+    status = pod["status"]
+    return any(container["state"].get("waiting", {}).get("reason") == CONFIG_ERROR
+               for container in status.get("initContainerStatuses", []) + status.get("containerStatuses", []))
+
+
+def _base_status(container: Object) -> Object:
+    return {"name": container["name"], "image": container.get("image", ""), "imageID": "", "restartCount": 0}
+
+
+def _waiting(container: Object, reason: str, message: str | None = None) -> Object:
+    waiting = {"reason": reason, **({"message": message} if message else {})}
+    return {**_base_status(container), "ready": False, "started": False, "state": {"waiting": waiting}}
+
+
+def _completed(container: Object, at: str) -> Object:
+    """An init container that ran and exited 0."""
+    done = {"exitCode": 0, "reason": "Completed", "startedAt": at, "finishedAt": at}
+    return {**_base_status(container), "ready": True, "started": False, "state": {"terminated": done}}
+
+
+def _container_status(container: Object, namespace: str, secrets: dict[str, set[str]], at: str) -> Object:
+    problem = _problem(container, namespace, secrets)
+    if problem:
+        return _waiting(container, *problem)
+    return {**_base_status(container), "ready": True, "started": True, "state": {"running": {"startedAt": at}}}
 
 
 def _deployment_status(deployment: Object, pods: list[Object], timed_out: bool) -> Object:
