@@ -121,6 +121,41 @@ pub(crate) fn simple(text: &str) -> Option<Vec<Piece<'_>>> {
     Some(pieces)
 }
 
+/// A leaf that is exactly `{{ path | default(value=<literal>) }}`: the
+/// path and the default as a typed value. Rendered like a plain
+/// placeholder, it keeps the type of whichever it yields, so an optional
+/// number stays a number (`"{{fields.max | default(value=10)}}"` → `10`).
+pub(crate) fn defaulted(text: &str) -> Option<(String, serde_json::Value)> {
+    let inner = text.trim().strip_prefix("{{")?.strip_suffix("}}")?;
+    if inner.contains("{{") || inner.contains("}}") || !inner.contains("default") {
+        return None;
+    }
+    let template = tera::Template::new("t", None, text).ok()?;
+    let [Node::VariableBlock(_, expr)] = template.ast.as_slice() else {
+        return None;
+    };
+    let (ExprVal::Ident(path), [filter], false) =
+        (&expr.val, expr.filters.as_slice(), expr.negated)
+    else {
+        return None;
+    };
+    if filter.name != "default" || filter.args.len() != 1 || !is_dotted_path(path) {
+        return None;
+    }
+    let value = filter.args.get("value")?;
+    if !value.filters.is_empty() || value.negated {
+        return None;
+    }
+    let literal = match &value.val {
+        ExprVal::String(text) => serde_json::Value::from(text.clone()),
+        ExprVal::Int(number) => serde_json::Value::from(*number),
+        ExprVal::Float(number) => serde_json::Value::from(*number),
+        ExprVal::Bool(flag) => serde_json::Value::from(*flag),
+        _ => return None,
+    };
+    Some((path.clone(), literal))
+}
+
 /// `name(.name|.index)*` where the first name is not a keyword or literal.
 fn is_dotted_path(path: &str) -> bool {
     let mut segments = path.split('.');

@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 use thiserror::Error;
 
-use super::{is_template, simple, Piece};
+use super::{defaulted, is_template, simple, Piece};
 use crate::config::ConfigError;
 
 /// The variables a template may read: `fields`, `header`, `request`, `env`
@@ -147,6 +147,13 @@ pub fn render_text(
 ) -> Result<Value, RenderError> {
     if !is_template(text) {
         return Ok(Value::String(text.to_string()));
+    }
+    if let Some((path, default)) = defaulted(text) {
+        return match render_text(&format!("{{{{{path}}}}}"), context, secrets, at) {
+            Err(RenderError::Undefined { .. }) => Ok(default),
+            Ok(Value::Null) => Ok(default),
+            other => other,
+        };
     }
     let Some(pieces) = simple(text) else {
         return render_with_tera(text, context, secrets, at);

@@ -128,6 +128,38 @@ fn filters_and_conditions_go_through_tera() {
 }
 
 #[test]
+fn a_defaulted_placeholder_keeps_the_type_of_what_it_yields() {
+    // An optional number stays a number whether the field was sent or not.
+    assert_eq!(
+        render_one("{{ fields.missing | default(value=10) }}").unwrap(),
+        json!(10)
+    );
+    assert_eq!(
+        render_one("{{fields.missing | default(value=true)}}").unwrap(),
+        json!(true)
+    );
+    assert_eq!(
+        render_one("{{ fields.ha | default(value=false) }}").unwrap(),
+        json!(true)
+    );
+    assert_eq!(
+        render_one("{{ fields.tags | default(value='none') }}").unwrap(),
+        json!(["a", "b"])
+    );
+    // Anything more than the one filter is text, as before.
+    assert_eq!(
+        render_one("x-{{ fields.missing | default(value=10) }}").unwrap(),
+        json!("x-10")
+    );
+    assert_eq!(
+        render_one("{{ fields.missing | default(value='a') | upper }}").unwrap(),
+        json!("A")
+    );
+    // A secret through a default is still refused outside a header.
+    assert!(render_one("{{ env.DBAAS_TOKEN | default(value='') }}").is_err());
+}
+
+#[test]
 fn undefined_names_are_errors() {
     for (text, name) in [
         ("{{fields.missing}}", "fields.missing"),
