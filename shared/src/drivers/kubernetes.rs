@@ -36,7 +36,7 @@ use crate::k8s::{Clusters, Reach};
 use crate::requests::fulfillment::Resource as Recorded;
 pub use objects::SecretStore;
 use objects::{ExternalSecret, Objects, Owner, REQUEST_LABEL};
-use rollout::Rollout;
+use rollout::{Rollout, Secrets};
 
 const NAMESPACE: &str = "k8s:namespace";
 const ALARM: &str = "cloudwatch:alarm";
@@ -153,16 +153,10 @@ impl KubernetesDriver {
         )
         .await?;
         if let Some(secret) = &objects.external_secret {
-            let resource = ApiResource {
-                group: ExternalSecret::GROUP.to_string(),
-                version: ExternalSecret::VERSION.to_string(),
-                api_version: ExternalSecret::API_VERSION.to_string(),
-                kind: ExternalSecret::KIND.to_string(),
-                plural: ExternalSecret::PLURAL.to_string(),
-            };
-            let secrets: Api<DynamicObject> = Api::namespaced_with(inside(), namespace, &resource);
             let name = secret.metadata.name.as_deref().unwrap_or_default();
-            patch(&secrets, name, ExternalSecret::KIND, secret).await?;
+            patch(&external_secrets(inside(), namespace), name, ExternalSecret::KIND, secret)
+                .await
+                .map_err(without_operator)?;
         }
         apply(Api::namespaced(inside(), namespace), &objects.deployment).await?;
         apply(Api::namespaced(inside(), namespace), &objects.service).await?;
@@ -204,7 +198,17 @@ impl KubernetesDriver {
             .list(&ListParams::default().labels(&selector))
             .await
             .map_err(|err| failed("list pods of", &app.name, err))?;
-        Ok(rollout::judge(&deployment, &listed.items))
+        let secrets = if app.secret_env.is_empty() {
+            Secrets::Synced
+        } else {
+            let name = objects::secret_name(app);
+            let external = external_secrets(client.clone(), &app.namespace)
+                .get(&name)
+                .await
+                .map_err(|err| failed("read ExternalSecret", &name, err))?;
+            Secrets::of(&name, &serde_json::to_value(&external).unwrap_or_default())
+        };
+        Ok(rollout::judge(&deployment, &listed.items, &secrets))
     }
 
     /// Deletes the namespace of the ledger; `Some(wait)` until it is gone.
@@ -401,6 +405,34 @@ where
     .map_err(|err| failed(&format!("apply {kind}"), name, err))
 }
 
+/// The app's ExternalSecrets, a custom resource of the External Secrets
+/// Operator's.
+fn external_secrets(client: kube::Client, namespace: &str) -> Api<DynamicObject> {
+    let resource = ApiResource {
+        group: ExternalSecret::GROUP.to_string(),
+        version: ExternalSecret::VERSION.to_string(),
+        api_version: ExternalSecret::API_VERSION.to_string(),
+        kind: ExternalSecret::KIND.to_string(),
+        plural: ExternalSecret::PLURAL.to_string(),
+    };
+    Api::namespaced_with(client, namespace, &resource)
+}
+
+/// A cluster that does not serve ExternalSecrets (404 on the kind) has no
+/// External Secrets Operator: said plainly, as the fix is the cluster's.
+fn without_operator(err: ActionError) -> ActionError {
+    match err {
+        ActionError::Fatal(text) if text.contains("(404)") => ActionError::Fatal(format!(
+            "{text}: the cluster does not serve {}/{}, so the External Secrets Operator is not \
+             installed on it; the platform's cluster bootstrap installs it with the \
+             ClusterSecretStore PAO names",
+            ExternalSecret::API_VERSION,
+            ExternalSecret::KIND
+        )),
+        other => other,
+    }
+}
+
 /// A failed call of the cluster's API, sorted for the state machine: a
 /// refusal of the object (422) or of PAO (401, 403) is Fatal with the
 /// server's message; 429 slows down; conflicts, server errors and the
@@ -509,6 +541,24 @@ mod tests {
             failed("apply", "x", api_error(503, "unavailable", &[])),
             ActionError::Retryable(_)
         ));
+    }
+
+    #[test]
+    fn a_cluster_without_the_external_secrets_operator_is_said_plainly() {
+        let unserved = failed(
+            "apply ExternalSecret",
+            "shop-secrets",
+            api_error(404, "the server could not find the requested resource", &[]),
+        );
+        let ActionError::Fatal(text) = without_operator(unserved) else {
+            panic!("a missing kind is Fatal");
+        };
+        assert!(
+            text.contains("External Secrets Operator is not installed"),
+            "{text}"
+        );
+        let conflict = failed("apply ExternalSecret", "x", api_error(409, "conflict", &[]));
+        assert_eq!(without_operator(conflict.clone()), conflict);
     }
 
     #[test]

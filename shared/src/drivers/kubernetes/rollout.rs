@@ -1,9 +1,11 @@
 //! Whether a Deployment's rollout is done, under way, or cannot finish,
 //! read from the Deployment's status and its pods' as the Deployment
-//! controller and the kubelet report them.
+//! controller and the kubelet report them, and from the app's
+//! ExternalSecret as the External Secrets Operator reports it.
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
+use serde_json::Value;
 
 /// The kubelet's reasons for a container that will not start by waiting:
 /// an image that cannot be pulled, a configuration it cannot run, a crash
@@ -12,10 +14,13 @@ const STUCK: &[&str] = &[
     "ImagePullBackOff",
     "InvalidImageName",
     "CrashLoopBackOff",
-    "CreateContainerConfigError",
     "CreateContainerError",
     "RunContainerError",
 ];
+
+/// The kubelet's reason for a container whose env names a Secret (or a
+/// key) that does not exist: expected until the operator has synced it.
+const CONFIG_ERROR: &str = "CreateContainerConfigError";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rollout {
@@ -27,7 +32,39 @@ pub enum Rollout {
     Stuck(String),
 }
 
-pub fn judge(deployment: &Deployment, pods: &[Pod]) -> Rollout {
+/// Where the app's secrets stand, as the External Secrets Operator reports
+/// on its ExternalSecret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Secrets {
+    /// Synced into the Kubernetes Secret, or the app has none.
+    Synced,
+    /// Not (yet) synced: what the operator says.
+    Pending(String),
+}
+
+impl Secrets {
+    /// Read from an ExternalSecret's `status.conditions` (its `Ready`).
+    pub fn of(name: &str, external: &Value) -> Self {
+        let ready = external["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|condition| condition["type"] == "Ready");
+        match ready {
+            Some(condition) if condition["status"] == "True" => Secrets::Synced,
+            Some(condition) => Secrets::Pending(format!(
+                "ExternalSecret {name} is not synced: {}: {}",
+                condition["reason"].as_str().unwrap_or("no reason"),
+                condition["message"].as_str().unwrap_or("no message")
+            )),
+            None => Secrets::Pending(format!(
+                "ExternalSecret {name} to be synced by the External Secrets Operator"
+            )),
+        }
+    }
+}
+
+pub fn judge(deployment: &Deployment, pods: &[Pod], secrets: &Secrets) -> Rollout {
     let name = deployment
         .metadata
         .name
@@ -40,7 +77,13 @@ pub fn judge(deployment: &Deployment, pods: &[Pod]) -> Rollout {
         .and_then(|spec| spec.replicas)
         .unwrap_or(1);
     let status = deployment.status.clone().unwrap_or_default();
-    let reasons = pod_reasons(pods);
+    // A container waiting for its Secret is stuck only once the operator
+    // says it synced: before, the Secret is on its way.
+    let reasons: Vec<String> = pod_reasons(pods)
+        .into_iter()
+        .filter(|(reason, _)| *reason != CONFIG_ERROR || *secrets == Secrets::Synced)
+        .map(|(_, text)| text)
+        .collect();
     if !reasons.is_empty() {
         return Rollout::Stuck(reasons.join("; "));
     }
@@ -51,10 +94,10 @@ pub fn judge(deployment: &Deployment, pods: &[Pod]) -> Rollout {
     });
     if deadline_passed {
         let unscheduled = unschedulable(pods);
-        let why = if unscheduled.is_empty() {
-            "no new pod became available".to_string()
-        } else {
-            unscheduled.join("; ")
+        let why = match secrets {
+            _ if !unscheduled.is_empty() => unscheduled.join("; "),
+            Secrets::Pending(why) => why.clone(),
+            Secrets::Synced => "no new pod became available".to_string(),
         };
         return Rollout::Stuck(format!(
             "Deployment {name} exceeded its progress deadline: {why}"
@@ -68,16 +111,19 @@ pub fn judge(deployment: &Deployment, pods: &[Pod]) -> Rollout {
     let updated = status.updated_replicas.unwrap_or(0);
     let available = status.available_replicas.unwrap_or(0);
     let total = status.replicas.unwrap_or(0);
-    if updated >= wanted && available >= wanted && total <= updated {
-        return Rollout::Ready;
+    let rolled = updated >= wanted && available >= wanted && total <= updated;
+    match secrets {
+        Secrets::Pending(why) => Rollout::Waiting(why.clone()),
+        Secrets::Synced if rolled => Rollout::Ready,
+        Secrets::Synced => Rollout::Waiting(format!(
+            "Deployment {name}: {updated} of {wanted} replicas updated, {available} available"
+        )),
     }
-    Rollout::Waiting(format!(
-        "Deployment {name}: {updated} of {wanted} replicas updated, {available} available"
-    ))
 }
 
-/// Each stuck container once: `pod/container: Reason: message`.
-fn pod_reasons(pods: &[Pod]) -> Vec<String> {
+/// Each stuck container once, with its reason:
+/// `pod <pod>, container <container>: Reason: message`.
+fn pod_reasons(pods: &[Pod]) -> Vec<(&str, String)> {
     let mut reasons = Vec::new();
     for pod in pods {
         let pod_name = pod.metadata.name.as_deref().unwrap_or("a pod");
@@ -90,12 +136,13 @@ fn pod_reasons(pods: &[Pod]) -> Vec<String> {
                 continue;
             };
             let reason = waiting.reason.as_deref().unwrap_or_default();
-            if STUCK.contains(&reason) {
+            if STUCK.contains(&reason) || reason == CONFIG_ERROR {
                 let message = waiting.message.as_deref().unwrap_or("no message");
-                reasons.push(format!(
+                let text = format!(
                     "pod {pod_name}, container {}: {reason}: {message}",
                     container.name
-                ));
+                );
+                reasons.push((reason, text));
             }
         }
     }
@@ -135,6 +182,10 @@ mod tests {
         .unwrap()
     }
 
+    fn judge_synced(deployment: &Deployment, pods: &[Pod]) -> Rollout {
+        judge(deployment, pods, &Secrets::Synced)
+    }
+
     fn pod(status: serde_json::Value) -> Pod {
         serde_json::from_value(json!({"metadata": {"name": "shop-1"}, "status": status})).unwrap()
     }
@@ -145,7 +196,7 @@ mod tests {
             3,
             json!({"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}),
         );
-        assert_eq!(judge(&done, &[]), Rollout::Ready);
+        assert_eq!(judge_synced(&done, &[]), Rollout::Ready);
     }
 
     #[test]
@@ -155,7 +206,7 @@ mod tests {
             json!({"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}),
         );
         assert_eq!(
-            judge(&stale, &[]),
+            judge_synced(&stale, &[]),
             Rollout::Waiting(
                 "the controller to take up generation 4 of Deployment shop".to_string()
             )
@@ -169,7 +220,7 @@ mod tests {
             json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 2, "availableReplicas": 2}),
         );
         assert_eq!(
-            judge(&partway, &[]),
+            judge_synced(&partway, &[]),
             Rollout::Waiting("Deployment shop: 2 of 2 replicas updated, 2 available".to_string())
         );
     }
@@ -185,7 +236,7 @@ mod tests {
             "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image \"shop:9\""}}
         }]}));
         assert_eq!(
-            judge(&pulling, &[backing_off]),
+            judge_synced(&pulling, &[backing_off]),
             Rollout::Stuck(
                 "pod shop-1, container shop: ImagePullBackOff: Back-off pulling image \"shop:9\""
                     .to_string()
@@ -204,7 +255,7 @@ mod tests {
             "state": {"waiting": {"reason": "ErrImagePull"}}
         }]}));
         assert!(matches!(
-            judge(&pulling, &[first_error]),
+            judge_synced(&pulling, &[first_error]),
             Rollout::Waiting(_)
         ));
     }
@@ -220,7 +271,7 @@ mod tests {
             "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 5m0s restarting failed container"}}
         }]}));
         assert!(
-            matches!(judge(&running, &[crashing]), Rollout::Stuck(reason) if reason.contains("CrashLoopBackOff"))
+            matches!(judge_synced(&running, &[crashing]), Rollout::Stuck(reason) if reason.contains("CrashLoopBackOff"))
         );
     }
 
@@ -235,7 +286,7 @@ mod tests {
             json!({"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2}),
         );
         assert!(matches!(
-            judge(&early, std::slice::from_ref(&unplaced)),
+            judge_synced(&early, std::slice::from_ref(&unplaced)),
             Rollout::Waiting(_)
         ));
         let late = deployment(
@@ -246,12 +297,104 @@ mod tests {
             }),
         );
         assert_eq!(
-            judge(&late, &[unplaced]),
+            judge_synced(&late, &[unplaced]),
             Rollout::Stuck(
                 "Deployment shop exceeded its progress deadline: pod shop-1: Unschedulable: \
                  0/3 nodes are available: 3 Insufficient memory."
                     .to_string()
             )
+        );
+    }
+
+    fn waiting_for_its_secret() -> Pod {
+        pod(json!({"phase": "Pending", "containerStatuses": [{
+            "name": "shop", "image": "shop:1", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "CreateContainerConfigError", "message": "secret \"shop-secrets\" not found"}}
+        }]}))
+    }
+
+    #[test]
+    fn the_operators_ready_condition_says_whether_the_secrets_are_synced() {
+        let synced = json!({"status": {"conditions": [
+            {"type": "Ready", "status": "True", "reason": "SecretSynced", "message": "secret synced"}
+        ]}});
+        assert_eq!(Secrets::of("shop-secrets", &synced), Secrets::Synced);
+        let failing = json!({"status": {"conditions": [{
+            "type": "Ready", "status": "False", "reason": "SecretSyncedError",
+            "message": "could not get ClusterSecretStore \"aws-secrets-manager\""
+        }]}});
+        assert_eq!(
+            Secrets::of("shop-secrets", &failing),
+            Secrets::Pending(
+                "ExternalSecret shop-secrets is not synced: SecretSyncedError: \
+                 could not get ClusterSecretStore \"aws-secrets-manager\""
+                    .to_string()
+            )
+        );
+        assert_eq!(
+            Secrets::of("shop-secrets", &json!({"spec": {}})),
+            Secrets::Pending(
+                "ExternalSecret shop-secrets to be synced by the External Secrets Operator"
+                    .to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn a_container_waiting_for_a_secret_the_operator_has_not_synced_yet_is_waited_for() {
+        let starting = deployment(
+            1,
+            json!({"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2}),
+        );
+        let pending = Secrets::Pending("ExternalSecret shop-secrets to be synced".to_string());
+        assert_eq!(
+            judge(&starting, &[waiting_for_its_secret()], &pending),
+            Rollout::Waiting("ExternalSecret shop-secrets to be synced".to_string())
+        );
+        // Synced, and the container still cannot find it: it never will.
+        assert_eq!(
+            judge(&starting, &[waiting_for_its_secret()], &Secrets::Synced),
+            Rollout::Stuck(
+                "pod shop-1, container shop: CreateContainerConfigError: \
+                 secret \"shop-secrets\" not found"
+                    .to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn secrets_never_synced_by_the_deadline_are_the_reason_it_is_stuck() {
+        let late = deployment(
+            1,
+            json!({
+                "observedGeneration": 1, "replicas": 2, "updatedReplicas": 2,
+                "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]
+            }),
+        );
+        let failing = Secrets::Pending(
+            "ExternalSecret shop-secrets is not synced: SecretSyncedError: store not found"
+                .to_string(),
+        );
+        assert_eq!(
+            judge(&late, &[waiting_for_its_secret()], &failing),
+            Rollout::Stuck(
+                "Deployment shop exceeded its progress deadline: ExternalSecret shop-secrets \
+                 is not synced: SecretSyncedError: store not found"
+                    .to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn a_rolled_out_deployment_still_waits_for_its_secrets_to_sync() {
+        let done = deployment(
+            3,
+            json!({"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}),
+        );
+        let pending = Secrets::Pending("ExternalSecret shop-secrets to be synced".to_string());
+        assert_eq!(
+            judge(&done, &[], &pending),
+            Rollout::Waiting("ExternalSecret shop-secrets to be synced".to_string())
         );
     }
 }
