@@ -18,6 +18,7 @@ use pao::drivers::secret::generate::Generate;
 use pao::drivers::secret::rotation::{Rotation, RotationEvent, RotationStep};
 use pao::drivers::secret::{generate, SecretDriver};
 use pao::requests::fulfillment::Resource;
+use pao::requests::RequestStatus;
 use serde_json::{json, Value};
 
 const ACTION: &str = "app_secret";
@@ -216,9 +217,11 @@ async fn a_generated_secret_is_made_once_taken_up_again_and_scheduled_for_deleti
         "the value was not replaced"
     );
 
-    // Compensation: scheduled for deletion, twice over is still done.
+    // Compensation of a rollback: scheduled for deletion, twice over is
+    // still done.
+    let rolling_back = self::fixture(&request, generated(&name)).status(RequestStatus::RollingBack);
     for _ in 0..2 {
-        let undone = undo(&driver, &fixture, &ledger).await;
+        let undone = undo(&driver, &rolling_back, &ledger).await;
         assert!(
             matches!(undone, Undone::Done(ref what) if what.contains("restorable for 7 days")),
             "{undone:?}"
@@ -238,8 +241,14 @@ async fn a_generated_secret_is_made_once_taken_up_again_and_scheduled_for_deleti
     assert_eq!(restored.values, outputs.values);
     assert_eq!(current_value(&client, &arn).await.1, value);
 
-    undo(&driver, &fixture, &ledger).await;
-    assert!(tagged(&client, &request, false).await.is_empty());
+    // Compensation of a failed fulfillment deletes it at once: it never
+    // reached anyone, and its name is free again.
+    let undone = undo(&driver, &fixture, &ledger).await;
+    assert!(
+        matches!(undone, Undone::Done(ref what) if what.contains("deleted (the request never completed)")),
+        "{undone:?}"
+    );
+    assert!(tagged(&client, &request, true).await.is_empty());
 }
 
 #[tokio::test]

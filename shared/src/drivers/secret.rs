@@ -376,12 +376,20 @@ impl Driver for SecretDriver {
                 "secret {names} kept, as the item's rollback retains it"
             )));
         }
+        // A rolled-back request's secret was in use: it stays restorable.
+        // A failed fulfillment's never reached anyone, and a recovery window
+        // would only keep its name from being used again.
+        let recoverable = step.rolling_back_completed();
         for secret in secrets.iter().rev() {
-            self.delete(&secret.id).await?;
+            self.delete(&secret.id, recoverable).await?;
         }
-        Ok(Undone::Done(format!(
-            "secret {names} scheduled for deletion (restorable for {RECOVERY_WINDOW_DAYS} days)"
-        )))
+        Ok(Undone::Done(if recoverable {
+            format!(
+                "secret {names} scheduled for deletion (restorable for {RECOVERY_WINDOW_DAYS} days)"
+            )
+        } else {
+            format!("secret {names} deleted (the request never completed)")
+        }))
     }
 }
 
@@ -582,16 +590,17 @@ impl SecretDriver {
         self.client.describe_secret().secret_id(id).send().await
     }
 
-    /// Schedules the secret for deletion with a recovery window; one gone
-    /// or scheduled already is done.
-    async fn delete(&self, arn: &str) -> Result<(), ActionError> {
-        let deleted = self
-            .client
-            .delete_secret()
-            .secret_id(arn)
-            .recovery_window_in_days(RECOVERY_WINDOW_DAYS)
-            .send()
-            .await;
+    /// Deletes the secret, `recoverable` within a recovery window or at
+    /// once; one gone or scheduled already is done.
+    async fn delete(&self, arn: &str, recoverable: bool) -> Result<(), ActionError> {
+        let delete = self.client.delete_secret().secret_id(arn);
+        let deleted = if recoverable {
+            delete.recovery_window_in_days(RECOVERY_WINDOW_DAYS)
+        } else {
+            delete.force_delete_without_recovery(true)
+        }
+        .send()
+        .await;
         let err = match deleted {
             Ok(_) => return Ok(()),
             Err(err) => err,

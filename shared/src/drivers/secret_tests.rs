@@ -807,24 +807,52 @@ fn delete() -> aws_smithy_mocks::RuleBuilder<
     })
 }
 
+fn delete_at_once() -> aws_smithy_mocks::RuleBuilder<
+    aws_sdk_secretsmanager::operation::delete_secret::DeleteSecretInput,
+    DeleteSecretOutput,
+    DeleteSecretError,
+> {
+    mock!(Client::delete_secret).match_requests(|r| {
+        r.secret_id() == Some(ARN)
+            && r.recovery_window_in_days().is_none()
+            && r.force_delete_without_recovery() == Some(true)
+    })
+}
+
 #[tokio::test]
-async fn compensation_schedules_the_recorded_secret_for_deletion_with_a_recovery_window() {
-    for status in [RequestStatus::InProgress, RequestStatus::RollingBack] {
-        let deleted = delete().then_output(|| DeleteSecretOutput::builder().arn(ARN).build());
-        let driver = driver(&[&deleted]);
-        let fixture = fixture(generated(Value::Null)).status(status);
+async fn a_rollback_schedules_the_recorded_secret_for_deletion_with_a_recovery_window() {
+    let deleted = delete().then_output(|| DeleteSecretOutput::builder().arn(ARN).build());
+    let driver = driver(&[&deleted]);
+    let fixture = fixture(generated(Value::Null)).status(RequestStatus::RollingBack);
 
-        let outcome = compensate(&driver, &fixture, &recorded()).await;
+    let outcome = compensate(&driver, &fixture, &recorded()).await;
 
-        assert_eq!(
-            outcome,
-            Ok(Undone::Done(
-                "secret apps/dev/checkout/secret-key scheduled for deletion (restorable for 7 days)"
-                    .to_string()
-            ))
-        );
-        assert_eq!(deleted.num_calls(), 1);
-    }
+    assert_eq!(
+        outcome,
+        Ok(Undone::Done(
+            "secret apps/dev/checkout/secret-key scheduled for deletion (restorable for 7 days)"
+                .to_string()
+        ))
+    );
+    assert_eq!(deleted.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn a_failed_fulfillment_deletes_its_secret_without_a_recovery_window() {
+    let deleted = delete_at_once().then_output(|| DeleteSecretOutput::builder().arn(ARN).build());
+    let driver = driver(&[&deleted]);
+    let fixture = fixture(generated(Value::Null)).status(RequestStatus::InProgress);
+
+    let outcome = compensate(&driver, &fixture, &recorded()).await;
+
+    assert_eq!(
+        outcome,
+        Ok(Undone::Done(
+            "secret apps/dev/checkout/secret-key deleted (the request never completed)"
+                .to_string()
+        ))
+    );
+    assert_eq!(deleted.num_calls(), 1);
 }
 
 #[tokio::test]
@@ -837,7 +865,7 @@ async fn compensation_of_a_secret_that_is_gone_is_done() {
         )
     });
     let driver = driver(&[&deleted]);
-    let fixture = fixture(generated(Value::Null));
+    let fixture = fixture(generated(Value::Null)).status(RequestStatus::RollingBack);
 
     let outcome = compensate(&driver, &fixture, &recorded()).await;
 
@@ -863,7 +891,7 @@ async fn compensation_of_a_secret_scheduled_for_deletion_already_is_done() {
     let deleted = delete().then_error(refused_delete);
     let described = describe(ARN, ours_deleted);
     let driver = driver(&[&deleted, &described]);
-    let fixture = fixture(generated(Value::Null));
+    let fixture = fixture(generated(Value::Null)).status(RequestStatus::RollingBack);
 
     let outcome = compensate(&driver, &fixture, &recorded()).await;
 
@@ -876,7 +904,7 @@ async fn a_deletion_refused_for_another_reason_is_fatal() {
     let deleted = delete().then_error(refused_delete);
     let described = describe(ARN, ours);
     let driver = driver(&[&deleted, &described]);
-    let fixture = fixture(generated(Value::Null));
+    let fixture = fixture(generated(Value::Null)).status(RequestStatus::RollingBack);
 
     let outcome = compensate(&driver, &fixture, &recorded()).await;
 
