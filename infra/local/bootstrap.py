@@ -203,3 +203,30 @@ def bootstrap(template: Template, endpoint: str, executions: bool = True) -> Non
     register_functions(template, endpoint, role_arn)
     create_state_machines(template, endpoint, role_arn)
     connect_bucket_notifications(template, endpoint)
+
+
+# What the platform team's account holds outside PAO's template, and the
+# example catalog's eks-app-stack reads as env.NAME.
+EKS_SECRETS_KEY_ALIAS = "alias/platform/eks-secrets"
+# The office's egress range (a documentation range locally): who may reach
+# a cluster's public API endpoint.
+EKS_API_ALLOWED_CIDR = "192.0.2.0/24"
+
+
+def platform_settings(endpoint: str) -> dict[str, str]:
+    """The platform's KMS key for envelope encryption of Kubernetes secrets
+    (made once, found by its alias after) and the CIDR allowed to reach
+    clusters' API endpoints, as the template variables the items name."""
+    kms = client("kms", endpoint)
+    try:
+        key_id = kms.describe_key(KeyId=EKS_SECRETS_KEY_ALIAS)["KeyMetadata"]["Arn"]
+    except ClientError as err:
+        if not _exists(err, "NotFoundException"):
+            raise
+        key_id = kms.create_key(
+            Description="Envelope encryption of EKS clusters' Kubernetes secrets",
+            KeyUsage="ENCRYPT_DECRYPT",
+            Tags=[{"TagKey": "owner", "TagValue": "cloud-platform"}],
+        )["KeyMetadata"]["Arn"]
+        kms.create_alias(AliasName=EKS_SECRETS_KEY_ALIAS, TargetKeyId=key_id)
+    return {"EKS_SECRETS_KMS_KEY_ARN": key_id, "EKS_API_ALLOWED_CIDR": EKS_API_ALLOWED_CIDR}

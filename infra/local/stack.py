@@ -40,7 +40,7 @@ TEST_BUILD = "pao/test-build"
 VENV_BIN = ROOT / ".venv" / "bin"
 sys.path.insert(0, str(HERE))
 
-from bootstrap import bootstrap, function_environment  # noqa: E402
+from bootstrap import bootstrap, function_environment, platform_settings  # noqa: E402
 from sam_template import REGION, Template, TemplateError  # noqa: E402
 
 EMULATOR_START_SECONDS = 60
@@ -182,7 +182,7 @@ class Stack:
             "AWS_EC2_METADATA_DISABLED": "true",
         }
         fake_url = f"http://127.0.0.1:{ports.fake}"
-        services = local_services(fake_url)
+        services = local_services(fake_url, platform_settings(aws_url))
         say(f"starting the fake JIRA, DBaaS and team webhook on {fake_url}")
         self.start("fake-services", [python, str(HERE / "fake_services.py"), "--port", str(ports.fake)],
                    env={**os.environ, **services})
@@ -239,11 +239,13 @@ class Stack:
         return stack_env
 
 
-def local_services(fake_url: str) -> dict[str, str]:
+def local_services(fake_url: str, platform: dict[str, str]) -> dict[str, str]:
     """What the functions need to reach the fake services: their URLs, the
-    env names templates may read, and local-only credentials (the fakes
-    check them, as the real services would)."""
+    env names templates may read (the platform's settings among them), and
+    local-only credentials (the fakes check them, as the real services
+    would)."""
     return {
+        **platform,
         "PAO_JIRA_URL": f"{fake_url}/jira",
         "PAO_JIRA_USER": "pao-bot",
         "PAO_JIRA_API_TOKEN": "local-jira-token",
@@ -251,7 +253,7 @@ def local_services(fake_url: str) -> dict[str, str]:
         "DBAAS_URL": f"{fake_url}/dbaas",
         "DBAAS_TOKEN": "local-dbaas-token",
         "TEAM_WEBHOOK_URL": f"{fake_url}/hooks/team",
-        "PAO_TEMPLATE_ENV": "DBAAS_URL,TEAM_WEBHOOK_URL",
+        "PAO_TEMPLATE_ENV": ",".join(["DBAAS_URL", "TEAM_WEBHOOK_URL", *platform]),
         "PAO_TEMPLATE_SECRETS": "DBAAS_TOKEN",
     }
 
