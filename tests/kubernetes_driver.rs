@@ -14,6 +14,7 @@ use pao::actions::memory::{Fixture, MemoryJournal};
 use pao::catalog::item::ActionType;
 use pao::drivers::kubernetes::{KubernetesDriver, SecretStore};
 use pao::k8s::Clusters;
+use pao_integration::kube::{of_kind, StandIn};
 use serde_json::{json, Map, Value};
 
 const SECRET_ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:apps/shop-AbCdEf";
@@ -23,6 +24,7 @@ struct World {
     sdk: aws_config::SdkConfig,
     eks: aws_sdk_eks::Client,
     cloudwatch: aws_sdk_cloudwatch::Client,
+    kube: StandIn,
 }
 
 impl World {
@@ -33,6 +35,7 @@ impl World {
         Self {
             eks: aws_sdk_eks::Client::new(&sdk),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
+            kube: StandIn::connect(),
             sdk,
         }
     }
@@ -68,37 +71,6 @@ impl World {
             .await
             .expect("CreateCluster");
         name
-    }
-
-    /// What the stand-in holds for `cluster` in `namespace`.
-    async fn objects(&self, cluster: &str, namespace: &str) -> Vec<Value> {
-        let url = format!(
-            "{}/_objects?cluster={cluster}",
-            pao_integration::env("PAO_KUBE_URL")
-        );
-        let ca = std::fs::read(pao_integration::env("PAO_KUBE_CA_FILE")).expect("the CA");
-        let client = reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("a PEM"))
-            .build()
-            .expect("a client");
-        let all: Value = client
-            .get(url)
-            .send()
-            .await
-            .expect("GET /_objects")
-            .json()
-            .await
-            .expect("JSON");
-        all["clusters"][cluster]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|o| {
-                o["metadata"]["namespace"] == namespace
-                    || (o["kind"] == "Namespace" && o["metadata"]["name"] == namespace)
-            })
-            .collect()
     }
 
     async fn alarms(&self, prefix: &str) -> Vec<String> {
@@ -178,10 +150,6 @@ async fn undo(driver: &KubernetesDriver, fixture: &Fixture, journal: &MemoryJour
     panic!("not undone within 15 s");
 }
 
-fn of_kind<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
-    objects.iter().filter(|o| o["kind"] == kind).collect()
-}
-
 #[tokio::test]
 async fn an_app_is_deployed_with_its_secrets_by_reference_and_undone_completely() {
     let world = World::new().await;
@@ -198,7 +166,7 @@ async fn an_app_is_deployed_with_its_secrets_by_reference_and_undone_completely(
                "url": "https://shop.apps.example.com"})
     );
 
-    let objects = world.objects(&cluster, "shop").await;
+    let objects = world.kube.namespace(&cluster, "shop").await;
     let deployment = of_kind(&objects, "Deployment")[0];
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(deployment["spec"]["replicas"], 2);
@@ -271,7 +239,7 @@ async fn an_app_is_deployed_with_its_secrets_by_reference_and_undone_completely(
         Ok(Progress::Wait { .. })
     ));
     assert_eq!(
-        of_kind(&world.objects(&cluster, "shop").await, "Deployment").len(),
+        of_kind(&world.kube.namespace(&cluster, "shop").await, "Deployment").len(),
         1
     );
 
@@ -280,7 +248,7 @@ async fn an_app_is_deployed_with_its_secrets_by_reference_and_undone_completely(
         undone.contains(&format!("namespace {cluster}/shop")),
         "{undone}"
     );
-    assert!(world.objects(&cluster, "shop").await.is_empty());
+    assert!(world.kube.namespace(&cluster, "shop").await.is_empty());
     assert!(world.alarms(&prefix).await.is_empty());
 }
 
@@ -307,7 +275,7 @@ async fn an_image_that_cannot_be_pulled_fails_with_the_pods_reason_and_is_undone
     );
 
     undo(&driver, &fixture, &journal).await;
-    assert!(world.objects(&cluster, "shop").await.is_empty());
+    assert!(world.kube.namespace(&cluster, "shop").await.is_empty());
     assert!(world.alarms(&format!("pao-{request}-app")).await.is_empty());
 }
 
@@ -330,7 +298,7 @@ async fn a_namespace_of_another_request_is_never_applied_to() {
         "{refused:?}"
     );
     assert!(other_journal.resources().is_empty(), "nothing recorded");
-    let deployment = of_kind(&world.objects(&cluster, "shop").await, "Deployment")[0].clone();
+    let deployment = of_kind(&world.kube.namespace(&cluster, "shop").await, "Deployment")[0].clone();
     assert_eq!(
         deployment["spec"]["template"]["spec"]["containers"][0]["image"],
         "example.com/shop:1.0"

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use aws_sdk_ec2::types::Filter;
+use pao_integration::leftovers::{leftovers, snapshots};
 use pao_integration::portal::Portal;
 use pao_integration::{env, unique};
 use reqwest::{Method, StatusCode};
@@ -120,257 +120,6 @@ impl Fixture {
     fn sdk(&self) -> &aws_config::SdkConfig {
         &self.portal.stack.sdk
     }
-
-    /// Every resource still tagged `pao:request-id = id`, in every service
-    /// the drivers use, as `service:type id` lines.
-    async fn leftovers(&self, id: &str) -> Vec<String> {
-        let mut left = Vec::new();
-        let ec2 = aws_sdk_ec2::Client::new(self.sdk());
-        let ours = || {
-            Filter::builder()
-                .name("tag:pao:request-id")
-                .values(id)
-                .build()
-        };
-        let vpcs = ec2
-            .describe_vpcs()
-            .filters(ours())
-            .send()
-            .await
-            .expect("DescribeVpcs");
-        left.extend(
-            vpcs.vpcs()
-                .iter()
-                .map(|v| format!("ec2:vpc {:?}", v.vpc_id())),
-        );
-        let subnets = ec2
-            .describe_subnets()
-            .filters(ours())
-            .send()
-            .await
-            .expect("DescribeSubnets");
-        left.extend(
-            subnets
-                .subnets()
-                .iter()
-                .map(|s| format!("ec2:subnet {:?}", s.subnet_id())),
-        );
-        let groups = ec2
-            .describe_security_groups()
-            .filters(ours())
-            .send()
-            .await
-            .expect("DescribeSecurityGroups");
-        left.extend(
-            groups
-                .security_groups()
-                .iter()
-                .map(|g| format!("ec2:security-group {:?}", g.group_id())),
-        );
-        let gateways = ec2
-            .describe_internet_gateways()
-            .filters(ours())
-            .send()
-            .await
-            .expect("DescribeInternetGateways");
-        left.extend(
-            gateways
-                .internet_gateways()
-                .iter()
-                .map(|g| format!("ec2:internet-gateway {:?}", g.internet_gateway_id())),
-        );
-        let nats = ec2
-            .describe_nat_gateways()
-            .filter(ours())
-            .send()
-            .await
-            .expect("DescribeNatGateways");
-        left.extend(
-            nats.nat_gateways()
-                .iter()
-                .filter(|n| n.state().is_some_and(|s| s.as_str() != "deleted"))
-                .map(|n| format!("ec2:nat-gateway {:?}", n.nat_gateway_id())),
-        );
-        let tables = ec2
-            .describe_route_tables()
-            .filters(ours())
-            .send()
-            .await
-            .expect("DescribeRouteTables");
-        left.extend(
-            tables
-                .route_tables()
-                .iter()
-                .map(|t| format!("ec2:route-table {:?}", t.route_table_id())),
-        );
-        let addresses = ec2
-            .describe_addresses()
-            .filters(ours())
-            .send()
-            .await
-            .expect("DescribeAddresses");
-        left.extend(
-            addresses
-                .addresses()
-                .iter()
-                .map(|a| format!("ec2:elastic-ip {:?}", a.allocation_id())),
-        );
-
-        let rds = aws_sdk_rds::Client::new(self.sdk());
-        let tagged = |tags: &[aws_sdk_rds::types::Tag]| {
-            tags.iter()
-                .any(|t| t.key() == Some("pao:request-id") && t.value() == Some(id))
-        };
-        let instances = rds
-            .describe_db_instances()
-            .send()
-            .await
-            .expect("DescribeDBInstances");
-        left.extend(
-            instances
-                .db_instances()
-                .iter()
-                .filter(|i| tagged(i.tag_list()))
-                .map(|i| {
-                    format!(
-                        "rds:db {:?} ({:?})",
-                        i.db_instance_identifier(),
-                        i.db_instance_status()
-                    )
-                }),
-        );
-        let prefix = format!("pao-{id}").to_ascii_lowercase();
-        let subnet_groups = rds
-            .describe_db_subnet_groups()
-            .send()
-            .await
-            .expect("DescribeDBSubnetGroups");
-        left.extend(
-            subnet_groups
-                .db_subnet_groups()
-                .iter()
-                .filter_map(|g| g.db_subnet_group_name())
-                .filter(|name| name.starts_with(&prefix))
-                .map(|name| format!("rds:subnet-group {name}")),
-        );
-        let parameter_groups = rds
-            .describe_db_parameter_groups()
-            .send()
-            .await
-            .expect("DescribeDBParameterGroups");
-        left.extend(
-            parameter_groups
-                .db_parameter_groups()
-                .iter()
-                .filter_map(|g| g.db_parameter_group_name())
-                .filter(|name| name.starts_with(&prefix))
-                .map(|name| format!("rds:parameter-group {name}")),
-        );
-        for snapshot in self.snapshots(id).await {
-            left.push(format!("rds:snapshot {snapshot}"));
-        }
-
-        let secrets = aws_sdk_secretsmanager::Client::new(self.sdk());
-        let listed = secrets
-            .list_secrets()
-            .include_planned_deletion(true)
-            .send()
-            .await
-            .expect("ListSecrets");
-        for secret in listed.secret_list() {
-            let ours = secret
-                .tags()
-                .iter()
-                .any(|t| t.key() == Some("pao:request-id") && t.value() == Some(id));
-            if ours {
-                let state = if secret.deleted_date().is_some() {
-                    "scheduled for deletion"
-                } else {
-                    "live"
-                };
-                left.push(format!(
-                    "secretsmanager:secret {:?} ({state})",
-                    secret.name()
-                ));
-            }
-        }
-
-        let eks = aws_sdk_eks::Client::new(self.sdk());
-        let clusters = eks.list_clusters().send().await.expect("ListClusters");
-        for name in clusters.clusters() {
-            let Ok(described) = eks.describe_cluster().name(name).send().await else {
-                continue;
-            };
-            let Some(cluster) = described.cluster() else {
-                continue;
-            };
-            if cluster
-                .tags()
-                .and_then(|t| t.get("pao:request-id"))
-                .map(String::as_str)
-                == Some(id)
-            {
-                left.push(format!("eks:cluster {name}"));
-                let groups = eks
-                    .list_nodegroups()
-                    .cluster_name(name)
-                    .send()
-                    .await
-                    .expect("ListNodegroups");
-                left.extend(
-                    groups
-                        .nodegroups()
-                        .iter()
-                        .map(|g| format!("eks:nodegroup {name}/{g}")),
-                );
-            }
-        }
-        left
-    }
-
-    /// The RDS snapshots made for request `id` (their identifiers name it).
-    async fn snapshots(&self, id: &str) -> Vec<String> {
-        let rds = aws_sdk_rds::Client::new(self.sdk());
-        let snapshots = rds
-            .describe_db_snapshots()
-            .send()
-            .await
-            .expect("DescribeDBSnapshots");
-        let id = id.to_ascii_lowercase();
-        snapshots
-            .db_snapshots()
-            .iter()
-            .filter_map(|s| s.db_snapshot_identifier())
-            .filter(|name| name.contains(&id))
-            .map(str::to_string)
-            .collect()
-    }
-
-    /// What the request's actions recorded as their outputs.
-    async fn outputs(&self, id: &str, action: &str) -> Value {
-        let dynamodb = aws_sdk_dynamodb::Client::new(self.sdk());
-        let item = dynamodb
-            .get_item()
-            .table_name(env("PAO_REQUESTS_TABLE"))
-            .key(
-                "pk",
-                aws_sdk_dynamodb::types::AttributeValue::S(format!("REQ#{id}")),
-            )
-            .key(
-                "sk",
-                aws_sdk_dynamodb::types::AttributeValue::S(format!("ACTION#{action}")),
-            )
-            .send()
-            .await
-            .expect("GetItem");
-        let document = item
-            .item()
-            .and_then(|i| i.get("document"))
-            .and_then(|d| d.as_s().ok())
-            .expect("the action's record");
-        let record: Value = serde_json::from_str(document).expect("a JSON record");
-        record["outputs"].clone()
-    }
 }
 
 fn strings(value: &Value) -> Vec<String> {
@@ -401,10 +150,10 @@ async fn a_stack_completes_with_outputs_flowing_rotates_its_secret_and_rolls_bac
 
     // The outputs flow: the database sits in the network's private subnets
     // and its database group; the cluster in the private subnets.
-    let network = fixture.outputs(&id, "network").await;
+    let network = fixture.portal.stack.outputs(&id, "network").await;
     let private = strings(&network["private_subnet_ids"]);
     assert_eq!(private.len(), 2, "{network}");
-    let database = fixture.outputs(&id, "database").await;
+    let database = fixture.portal.stack.outputs(&id, "database").await;
     let rds = aws_sdk_rds::Client::new(fixture.sdk());
     let described = rds
         .describe_db_instances()
@@ -442,7 +191,7 @@ async fn a_stack_completes_with_outputs_flowing_rotates_its_secret_and_rolls_bac
             .is_some_and(|arn| arn.contains(":secret:")),
         "{database}"
     );
-    let cluster = fixture.outputs(&id, "cluster").await;
+    let cluster = fixture.portal.stack.outputs(&id, "cluster").await;
     let eks = aws_sdk_eks::Client::new(fixture.sdk());
     let described = eks
         .describe_cluster()
@@ -460,7 +209,7 @@ async fn a_stack_completes_with_outputs_flowing_rotates_its_secret_and_rolls_bac
 
     // Rotating the secret runs the real rotation function; the secret still
     // reads afterwards, with a new value.
-    let secret = fixture.outputs(&id, "app_secret").await;
+    let secret = fixture.portal.stack.outputs(&id, "app_secret").await;
     let arn = secret["secret_arn"]
         .as_str()
         .expect("secret_arn")
@@ -510,7 +259,7 @@ async fn a_stack_completes_with_outputs_flowing_rotates_its_secret_and_rolls_bac
         "{rolled}; logs {:#?}",
         fixture.portal.logs(&id).await
     );
-    let snapshots = fixture.snapshots(&id).await;
+    let snapshots = snapshots(fixture.sdk(), &id).await;
     assert_eq!(snapshots.len(), 1, "one final snapshot: {snapshots:?}");
     let described = secrets
         .describe_secret()
@@ -522,7 +271,7 @@ async fn a_stack_completes_with_outputs_flowing_rotates_its_secret_and_rolls_bac
         described.deleted_date().is_some(),
         "the secret is in its recovery window"
     );
-    let left = fixture.leftovers(&id).await;
+    let left = leftovers(fixture.sdk(), &id).await;
     let expected = [
         format!("rds:snapshot {}", snapshots[0]),
         format!(
@@ -552,7 +301,7 @@ async fn fails_cleanly(fields: Value, reason: &str) {
         .await;
     let said = request["reason"].as_str().unwrap_or_default().to_string();
     assert!(said.contains(reason), "the reason names the fault: {said}");
-    let left = fixture.leftovers(&id).await;
+    let left = leftovers(fixture.sdk(), &id).await;
     assert!(
         left.is_empty(),
         "left behind: {left:#?}; logs {:#?}",
@@ -612,8 +361,8 @@ async fn a_start_repeated_after_a_crash_finishes_without_duplicates() {
     let fixture = Fixture::new().await;
     let (id, status) = fixture.run(json!({}), &["Completed", "Failed"]).await;
     assert_eq!(status["status"], "Completed", "{status}");
-    let before = fixture.outputs(&id, "network").await;
-    let made = fixture.leftovers(&id).await;
+    let before = fixture.portal.stack.outputs(&id, "network").await;
+    let made = leftovers(fixture.sdk(), &id).await;
 
     // The function "died" after making the network and before recording
     // it: the record is back to a call that never reported back.
@@ -692,7 +441,7 @@ async fn a_start_repeated_after_a_crash_finishes_without_duplicates() {
         serde_json::from_slice(answer.payload().expect("a payload").as_ref()).expect("JSON");
     assert_eq!(output["done"], true, "{output}");
     assert_eq!(output["outputs"], before, "the same network, found again");
-    let mut again = fixture.leftovers(&id).await;
+    let mut again = leftovers(fixture.sdk(), &id).await;
     let mut made = made;
     again.sort();
     made.sort();

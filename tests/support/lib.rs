@@ -2,6 +2,8 @@
 //! the environment that `make test` exports from `.local/<name>/stack.env`,
 //! and SDK clients built the way the functions build theirs.
 
+pub mod kube;
+pub mod leftovers;
 pub mod portal;
 
 use std::time::Duration;
@@ -32,6 +34,32 @@ impl Stack {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.api_url, path)
+    }
+
+    /// What action `action` of request `id` recorded as its outputs.
+    pub async fn outputs(&self, id: &str, action: &str) -> serde_json::Value {
+        let dynamodb = aws_sdk_dynamodb::Client::new(&self.sdk);
+        let item = dynamodb
+            .get_item()
+            .table_name(env("PAO_REQUESTS_TABLE"))
+            .key(
+                "pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(format!("REQ#{id}")),
+            )
+            .key(
+                "sk",
+                aws_sdk_dynamodb::types::AttributeValue::S(format!("ACTION#{action}")),
+            )
+            .send()
+            .await
+            .expect("GetItem");
+        let document = item
+            .item()
+            .and_then(|i| i.get("document"))
+            .and_then(|d| d.as_s().ok())
+            .expect("the action's record");
+        let record: serde_json::Value = serde_json::from_str(document).expect("a JSON record");
+        record["outputs"].clone()
     }
 
     /// Asserts that `secret` is stored nowhere but Secrets Manager: not in

@@ -64,6 +64,22 @@ impl Portal {
         (status, body)
     }
 
+    /// The values item `item`'s form starts with: each field's default,
+    /// read from the form's schema as the portal reads it.
+    pub async fn form_defaults(&self, item: &str) -> Value {
+        let (status, form) = self
+            .call(Method::GET, &format!("/api/v1/catalog/items/{item}/schema"), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{form}");
+        let defaults: serde_json::Map<String, Value> = form["schema"]["properties"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(field, property)| Some((field.clone(), property.get("default")?.clone())))
+            .collect();
+        Value::Object(defaults)
+    }
+
     /// Submits a request of `item` and returns its id.
     pub async fn submit(&self, item: &str, fields: Value) -> String {
         let body = json!({"item_id": item, "fields": fields});
