@@ -55,5 +55,5 @@ bench: install ## benchmarks: catalog (criterion), then submission latency on a 
 load: install ## 1,000 submissions at once through the API of a stack of its own, checked for loss and duplicates
 	@infra/local/load.sh
 
-demo: ## an automated and a manual request end to end, with the JIRA webhook played (make up first)
+demo: ## an automated request, a manual one through JIRA, then the whole eks-app-stack and its rollback (make up first)
 	@$(PYTHON) infra/local/demo.py

@@ -5,6 +5,12 @@
 2. A manual request for the messaging-queue example: PAO opens a JIRA issue
    (on the fake JIRA) and waits; the demo then plays JIRA's webhook, signed
    with the shared secret, as a platform engineer resolving the issue would.
+3. The flagship: an eks-app-stack request, exposed publicly and autoscaled,
+   provisions VPC -> database -> secret -> cluster -> app natively (moto
+   for AWS, the Kubernetes stand-in for the cluster's API); the demo shows
+   what was made, the state transitions and wall time it took, then rolls it
+   back and shows what is kept: the final DB snapshot and the secret in its
+   recovery window.
 
 Every status change is shown as it happens, with the actions' progress.
 """
@@ -15,6 +21,7 @@ import hashlib
 import hmac
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -26,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 USER = "demo@example.com"
 GROUPS = "developers"
-DEADLINE_SECONDS = 120
+DEADLINE_SECONDS = 300
 
 
 def load_env(name: str) -> dict[str, str]:
@@ -102,6 +109,111 @@ def jira_webhook(api: Api, secret: str, key: str, status: str, category: str, re
     return answer
 
 
+def aws(env: dict[str, str], service: str):
+    import boto3
+
+    return boto3.client(service, endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"],
+                        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+
+
+def cluster_objects(env: dict[str, str], cluster: str, namespace: str) -> list[dict]:
+    """What the Kubernetes stand-in holds in `namespace` of `cluster`."""
+    context = ssl.create_default_context(cafile=env["PAO_KUBE_CA_FILE"])
+    url = f"{env['PAO_KUBE_URL']}/_objects?cluster={cluster}"
+    with urllib.request.urlopen(url, timeout=10, context=context) as response:
+        objects = json.load(response)["clusters"].get(cluster, [])
+    return [o for o in objects if o["metadata"].get("namespace") == namespace
+            or (o["kind"] == "Namespace" and o["metadata"]["name"] == namespace)]
+
+
+def state_transitions(env: dict[str, str], execution_arn: str) -> int:
+    """States entered by the execution: what Step Functions bills."""
+    sfn = aws(env, "stepfunctions")
+    entered, token = 0, None
+    while True:
+        page = sfn.get_execution_history(executionArn=execution_arn, maxResults=1000,
+                                         **({"nextToken": token} if token else {}))
+        entered += sum(1 for event in page["events"] if event["type"].endswith("StateEntered"))
+        token = page.get("nextToken")
+        if not token:
+            return entered
+
+
+def eks_stack(api: Api, env: dict[str, str], values: dict[str, str]) -> int:
+    """Runs the stack and rolls it back; puts its secrets' values in
+    `values`, for the search of the logs."""
+    app = f"shop-{uuid.uuid4().hex[:6]}"
+    _, form = api.call("GET", "/api/v1/catalog/items/eks-app-stack/schema")
+    fields = {name: spec["default"] for name, spec in form["schema"]["properties"].items() if "default" in spec}
+    fields.update({
+        "app_name": app, "image": "registry.example.com/shop:1.4.2", "replicas": 2,
+        "pod_autoscaling": True, "max_replicas": 6, "expose_publicly": True,
+        "ingress_host": f"{app}.apps.example.com", "owner_email": "shop-team@example.com",
+        "cost_center": "CC-4711",
+    })
+    started = time.monotonic()
+    request_id = submit(api, "eks-app-stack", fields)
+    done = follow(api, request_id, {"Completed", "Failed"})
+    took = time.monotonic() - started
+    if done["status"] != "Completed":
+        print(f"  reason: {done.get('reason')}")
+        return 1
+    outputs = {a["id"]: a.get("outputs", {}) for a in done["actions"]}
+    _, request = api.call("GET", f"/api/v1/requests/{request_id}")
+    transitions = state_transitions(env, request["execution_arn"])
+    print(f"  completed in {took:.1f} s, {transitions} state transitions (polls included)")
+    network, database, secret, cluster = (outputs.get(k, {}) for k in ("network", "database", "app_secret", "cluster"))
+    print(f"  VPC        {network.get('vpc_id')}: private subnets {', '.join(network.get('private_subnet_ids', []))}")
+    print(f"  database   {database.get('endpoint')}:{database.get('port')} ({database.get('db_instance_id')})")
+    print(f"  secrets    {secret.get('secret_arn')}")
+    print(f"             {database.get('master_secret_arn')} (the master password, kept by RDS)")
+    print(f"  cluster    {cluster.get('cluster_name')}")
+    objects = cluster_objects(env, cluster.get("cluster_name", ""), app)
+    print(f"  on it, in namespace {app}: {', '.join(sorted(o['kind'] + '/' + o['metadata']['name'] for o in objects))}")
+    deployment = next((o for o in objects if o["kind"] == "Deployment"), None)
+    if deployment is None:
+        print("  no Deployment on the cluster")
+        return 1
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    print(f"  Deployment {app}: {container['image']} x {deployment['spec']['replicas']}, "
+          f"{deployment['status'].get('availableReplicas', 0)} available")
+    for var in container.get("env", []):
+        if "value" in var:
+            shown = var["value"].strip().replace("\n", "\\n")
+            shown = shown if len(shown) < 110 else shown[:107] + "..."
+            print(f"    {var['name']:<22} = {shown}")
+        else:
+            ref = var["valueFrom"]["secretKeyRef"]
+            print(f"    {var['name']:<22} <- Secret {ref['name']}/{ref['key']} (synced by External Secrets)")
+    external = next((o for o in objects if o["kind"] == "ExternalSecret"), {})
+    for item in external.get("spec", {}).get("data", []):
+        print(f"    ExternalSecret {item['secretKey']:<20} <- {item['remoteRef']['key']}")
+    print(f"  url: {outputs.get('app', {}).get('url')}")
+    secrets_manager = aws(env, "secretsmanager")
+    values["app_secret"] = secrets_manager.get_secret_value(SecretId=secret["secret_arn"])["SecretString"]
+    master = secrets_manager.get_secret_value(SecretId=database["master_secret_arn"])["SecretString"]
+    values["db_master_password"] = json.loads(master)["password"]
+
+    print("  rolling it back")
+    status, body = api.call("POST", f"/api/v1/requests/{request_id}/rollback")
+    if status != 202:
+        print(f"  rollback refused ({status}): {json.dumps(body)}")
+        return 1
+    rolled = follow(api, request_id, {"RolledBack", "Failed"})
+    if rolled["status"] != "RolledBack":
+        print(f"  reason: {rolled.get('reason')}")
+        return 1
+    snapshots = [s["DBSnapshotIdentifier"] for s in aws(env, "rds").describe_db_snapshots()["DBSnapshots"]
+                 if request_id.lower() in s["DBSnapshotIdentifier"]]
+    print(f"  kept: final snapshot {', '.join(snapshots)}")
+    described = secrets_manager.describe_secret(SecretId=secret["secret_arn"])
+    print(f"  kept: secret {described['Name']}, scheduled for deletion (restorable for 7 days)")
+    left = cluster_objects(env, cluster.get("cluster_name", ""), app)
+    print(f"  namespace {app} on the cluster: {'gone' if not left else 'still there'}")
+    return 0 if not left else 1
+
+
 # Typed into a password field: it must end up in Secrets Manager and nowhere
 # else, the stack's logs included (checked at the end).
 DEMO_PASSWORD = "a long demo passphrase"
@@ -151,6 +263,11 @@ def main() -> int:
     if done["status"] != "Completed":
         return 1
 
+    print("\n3. native: the eks-app-stack item, VPC -> database -> secret -> cluster -> app")
+    stack_secrets: dict[str, str] = {}
+    if eks_stack(api, env, stack_secrets) != 0:
+        return 1
+
     print("\nwhat the fake services received:")
     with urllib.request.urlopen(f"{env['PAO_FAKE_URL']}/_calls", timeout=10) as response:
         for call in json.load(response)["calls"][-6:]:
@@ -158,7 +275,8 @@ def main() -> int:
 
     print("\nsecrets in the stack's logs:")
     check = subprocess.run([sys.executable, str(Path(__file__).with_name("check_logs.py")),
-                            "--name", stack, "--secret", f"admin_password={DEMO_PASSWORD}"])
+                            "--name", stack, "--secret", f"admin_password={DEMO_PASSWORD}",
+                            *(arg for name, value in stack_secrets.items() for arg in ("--secret", f"{name}={value}"))])
     return check.returncode
 
 
