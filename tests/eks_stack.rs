@@ -190,7 +190,10 @@ async fn the_stack_deploys_the_app_wired_to_its_database_and_secrets_and_rolls_b
         .map(|d| {
             (
                 d["secretKey"].as_str().unwrap_or_default().to_string(),
-                d["remoteRef"]["key"].as_str().unwrap_or_default().to_string(),
+                d["remoteRef"]["key"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
             )
         })
         .collect();
@@ -313,7 +316,8 @@ async fn an_image_that_cannot_be_pulled_fails_the_stack_with_the_pods_reason_and
     let reason = request["reason"].as_str().unwrap_or_default();
     assert!(
         reason.contains("ImagePullBackOff")
-            && reason.contains("Back-off pulling image \"registry.example.com/shop:1.4.2-unpullable\""),
+            && reason
+                .contains("Back-off pulling image \"registry.example.com/shop:1.4.2-unpullable\""),
         "the reason is the pods': {reason}"
     );
     let left = leftovers(stack.sdk(), &id).await;

@@ -298,7 +298,8 @@ async fn a_namespace_of_another_request_is_never_applied_to() {
         "{refused:?}"
     );
     assert!(other_journal.resources().is_empty(), "nothing recorded");
-    let deployment = of_kind(&world.kube.namespace(&cluster, "shop").await, "Deployment")[0].clone();
+    let deployment =
+        of_kind(&world.kube.namespace(&cluster, "shop").await, "Deployment")[0].clone();
     assert_eq!(
         deployment["spec"]["template"]["spec"]["containers"][0]["image"],
         "example.com/shop:1.0"

@@ -288,7 +288,12 @@ async fn cloudwatch(sdk: &SdkConfig, id: &str) -> Vec<String> {
             .send()
             .await
             .expect("ListTagsForResource");
-        if tags.tags().and_then(|t| t.get(REQUEST_TAG)).map(String::as_str) == Some(id) {
+        if tags
+            .tags()
+            .and_then(|t| t.get(REQUEST_TAG))
+            .map(String::as_str)
+            == Some(id)
+        {
             left.push(format!("logs:log-group {:?}", group.log_group_name()));
         }
     }
@@ -312,4 +317,3 @@ pub async fn snapshots(sdk: &SdkConfig, id: &str) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
-

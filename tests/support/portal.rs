@@ -68,7 +68,11 @@ impl Portal {
     /// read from the form's schema as the portal reads it.
     pub async fn form_defaults(&self, item: &str) -> Value {
         let (status, form) = self
-            .call(Method::GET, &format!("/api/v1/catalog/items/{item}/schema"), None)
+            .call(
+                Method::GET,
+                &format!("/api/v1/catalog/items/{item}/schema"),
+                None,
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{form}");
         let defaults: serde_json::Map<String, Value> = form["schema"]["properties"]

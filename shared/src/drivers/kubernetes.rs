@@ -154,9 +154,14 @@ impl KubernetesDriver {
         .await?;
         if let Some(secret) = &objects.external_secret {
             let name = secret.metadata.name.as_deref().unwrap_or_default();
-            patch(&external_secrets(inside(), namespace), name, ExternalSecret::KIND, secret)
-                .await
-                .map_err(without_operator)?;
+            patch(
+                &external_secrets(inside(), namespace),
+                name,
+                ExternalSecret::KIND,
+                secret,
+            )
+            .await
+            .map_err(without_operator)?;
         }
         apply(Api::namespaced(inside(), namespace), &objects.deployment).await?;
         apply(Api::namespaced(inside(), namespace), &objects.service).await?;

@@ -848,8 +848,7 @@ async fn a_failed_fulfillment_deletes_its_secret_without_a_recovery_window() {
     assert_eq!(
         outcome,
         Ok(Undone::Done(
-            "secret apps/dev/checkout/secret-key deleted (the request never completed)"
-                .to_string()
+            "secret apps/dev/checkout/secret-key deleted (the request never completed)".to_string()
         ))
     );
     assert_eq!(deleted.num_calls(), 1);
