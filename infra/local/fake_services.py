@@ -1,14 +1,23 @@
 """Stand-ins for the outside services the example catalog calls, for the
 local stack: JIRA's REST API (issues, comments), the DBaaS the rest-database
-item provisions through, and a team chat webhook. PAO reaches them through
-configured URLs (PAO_JIRA_URL, DBAAS_URL, TEAM_WEBHOOK_URL) exactly as it
-would reach the real ones, and they check what the real ones check: the
-credentials PAO must send.
+item provisions through, a team chat webhook, and GitHub's REST API for
+GitHub Actions under /github (fake_github.py: a GitHub App's JWTs and
+installation tokens, workflow dispatches and runs that move on their own,
+with levers for failures). PAO reaches them through configured URLs
+(PAO_JIRA_URL, DBAAS_URL, TEAM_WEBHOOK_URL, its GitHub API base URL) exactly
+as it would reach the real ones, and they check what the real ones check:
+the credentials PAO must send.
 
-    GET /_calls   every call received so far (method, path, status), for the
-                  demo and for people watching
+    GET /_calls         every call received so far (method, path without its
+                        query, status), for the demo and for people watching
+    GET /_github/runs   every GitHub Actions run with its repository, inputs
+                        and state, for the tests and the demo
 
-Standard library only; state is in memory and gone when the stack stops.
+    fake_services.py --make-app-key PATH   writes a GitHub App private key to
+                        PATH if there is none, and exits
+
+Standard library and `cryptography` (for the GitHub App's RS256 JWTs); state
+is in memory and gone when the stack stops.
 """
 
 from __future__ import annotations
@@ -25,12 +34,15 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from fake_github import PREFIX as GITHUB, GitHub, make_app_key
+
 MAX_BODY = 1024 * 1024
 
 
 class State:
-    def __init__(self, jira_user: str, jira_token: str, dbaas_token: str):
+    def __init__(self, jira_user: str, jira_token: str, dbaas_token: str, github: GitHub):
         self.lock = threading.Lock()
+        self.github = github
         self.jira_auth = "Basic " + base64.b64encode(f"{jira_user}:{jira_token}".encode()).decode()
         self.dbaas_auth = f"Bearer {dbaas_token}"
         self.issues: dict[str, dict] = {}
@@ -53,9 +65,15 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/_calls":
             with self.state.lock:
                 return self.answer(200, {"calls": list(self.state.calls)}, record=False)
+        if self.path == "/_github/runs":
+            return self.answer(200, {"runs": self.state.github.runs_summary()}, record=False)
+        if self.path.startswith(GITHUB + "/"):
+            return self.github()
         self.answer(404, {"message": "no such route"})
 
     def do_POST(self) -> None:
+        if self.path.startswith(GITHUB + "/"):
+            return self.github()
         body = self.body()
         if body is None:
             return
@@ -130,6 +148,15 @@ class Handler(BaseHTTPRequestHandler):
             self.state.by_key[key] = database_id
         self.answer(201, database)
 
+    # ------------------------------------------------------------ GitHub
+    def github(self) -> None:
+        raw = self.raw_body()
+        if raw is None:
+            return
+        status, body, headers = self.state.github.handle(self.command, self.path, self.headers, raw,
+                                                         self.headers.get("Host"))
+        self.answer(status, body, headers=headers)
+
     # ------------------------------------------------------------ plumbing
     def authorized(self, expected: str) -> bool:
         if self.headers.get("Authorization") == expected:
@@ -137,12 +164,17 @@ class Handler(BaseHTTPRequestHandler):
         self.answer(401, {"message": "missing or wrong credentials"})
         return False
 
-    def body(self) -> dict | None:
+    def raw_body(self) -> bytes | None:
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY:
             self.answer(413, {"message": "too large"})
             return None
-        raw = self.rfile.read(length) if length else b""
+        return self.rfile.read(length) if length else b""
+
+    def body(self) -> dict | None:
+        raw = self.raw_body()
+        if raw is None:
+            return None
         if not raw:
             return {}
         try:
@@ -152,16 +184,26 @@ class Handler(BaseHTTPRequestHandler):
             return None
         return parsed if isinstance(parsed, dict) else {}
 
-    def answer(self, status: int, body: dict | None, record: bool = True) -> None:
-        data = b"" if body is None else json.dumps(body).encode()
+    def answer(self, status: int, body: dict | str | None, record: bool = True,
+               headers: dict[str, str] | None = None) -> None:
+        headers = dict(headers or {})
+        if isinstance(body, str):
+            data = body.encode()
+            headers.setdefault("Content-Type", "text/plain; charset=utf-8")
+        else:
+            data = b"" if body is None else json.dumps(body).encode()
+            if body is not None:
+                headers.setdefault("Content-Type", "application/json")
         self.send_response(status)
-        if body is not None:
-            self.send_header("Content-Type", "application/json")
+        for name, value in headers.items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
         if record:
-            call = {"at": time.strftime("%H:%M:%S"), "method": self.command, "path": self.path, "status": status}
+            # The path without its query: nothing a caller sent beyond the route is kept.
+            path = self.path.split("?", 1)[0]
+            call = {"at": time.strftime("%H:%M:%S"), "method": self.command, "path": path, "status": status}
             with self.state.lock:
                 self.state.calls.append(call)
             sys.stdout.write(json.dumps(call) + "\n")
@@ -170,10 +212,19 @@ class Handler(BaseHTTPRequestHandler):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--make-app-key", metavar="PATH",
+                        help="write a GitHub App private key (RSA 2048, PKCS#1 PEM) to PATH if there is none, and exit")
     args = parser.parse_args()
-    # Credentials come from the environment, never the command line (ps shows it).
-    Handler.state = State(os.environ["PAO_JIRA_USER"], os.environ["PAO_JIRA_API_TOKEN"], os.environ["DBAAS_TOKEN"])
+    if args.make_app_key:
+        make_app_key(args.make_app_key)
+        return 0
+    if args.port is None:
+        parser.error("--port is required")
+    # Credentials come from the environment, never the command line (ps shows it):
+    # GitHub's from PAO_GITHUB_APP_ID, PAO_GITHUB_APP_KEY_FILE and PAO_GITHUB_TOKEN.
+    Handler.state = State(os.environ["PAO_JIRA_USER"], os.environ["PAO_JIRA_API_TOKEN"], os.environ["DBAAS_TOKEN"],
+                          GitHub.from_env(os.environ))
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
     server.serve_forever()
