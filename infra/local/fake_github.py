@@ -240,7 +240,7 @@ class GitHub:
         if who is None:
             return (*refusal, self.rate_headers(None))
         status, body, extra = self.repo_route(who, method, route, query, raw, base)
-        return status, body, {**self.rate_headers(who.key), **extra}
+        return status, body, extra if "x-ratelimit-limit" in extra else {**self.rate_headers(who.key), **extra}
 
     def repo_route(self, who: Credential, method: str, route: str, query: str, raw: bytes, base: str) -> Answer:
         match = re.fullmatch(rf"/repos/({NAME})/({NAME})/actions/(.+)", route)
@@ -402,6 +402,10 @@ class GitHub:
         """GitHub's x-ratelimit-* headers: a budget per credential, an hour
         long from its first call; `exhausted_until` answers as if spent."""
         limit = RATE_LIMIT if key else ANONYMOUS_RATE_LIMIT
+        if exhausted_until is not None:
+            return {"x-ratelimit-limit": str(limit), "x-ratelimit-remaining": "0",
+                    "x-ratelimit-reset": str(int(exhausted_until)), "x-ratelimit-used": str(limit),
+                    "x-ratelimit-resource": "core"}
         now = time.time()
         with self.lock:
             budget = self.budgets.get(key or "anonymous")
@@ -409,8 +413,6 @@ class GitHub:
                 budget = self.budgets[key or "anonymous"] = {"used": 0, "reset": int(now) + 3600}
             budget["used"] = min(budget["used"] + 1, limit)
             used, reset = budget["used"], budget["reset"]
-        if exhausted_until is not None:
-            used, reset = limit, int(exhausted_until)
         return {"x-ratelimit-limit": str(limit), "x-ratelimit-remaining": str(limit - used),
                 "x-ratelimit-reset": str(reset), "x-ratelimit-used": str(used), "x-ratelimit-resource": "core"}
 
@@ -478,8 +480,7 @@ class GitHub:
                 self.rate_limited.add(seen)
             if first:
                 whom = (f"installation ID {who.installation}" if who.installation is not None else "user ID 1")
-                status, answer = error(403, f"API rate limit exceeded for {whom}. If you reach out to GitHub Support "
-                                       "for help, please include the request ID.",
+                status, answer = error(403, f"API rate limit exceeded for {whom}.",
                                        "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api")
                 return status, answer, self.rate_headers(who.key, time.time() + RATE_LIMITED_RESET_SECONDS)
 
