@@ -18,16 +18,26 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD")
+SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PRIVATE_KEY")
 # Shorter values would match ordinary text by chance; real secrets are longer.
 MIN_SECRET_CHARS = 8
+
+
+def key_material(value: str) -> str:
+    """A PEM held on one line (`\\n` for its line breaks) is searched for by
+    its first line of key material: a leak would show the lines, not the
+    escaped whole."""
+    if "-----BEGIN" not in value:
+        return value
+    lines = [line for line in value.replace("\\n", "\n").splitlines() if line and "-----" not in line]
+    return lines[0] if lines else value
 
 
 def secret_settings(functions_env: Path) -> dict[str, str]:
     settings = {}
     for line in functions_env.read_text().splitlines():
         name, _, value = line.partition("=")
-        settings[name] = value
+        settings[name] = key_material(value)
     listed = set(filter(None, settings.get("PAO_TEMPLATE_SECRETS", "").split(",")))
     return {
         name: value

@@ -651,6 +651,8 @@ class GitHub:
                 status, conclusion, updated = self.state(run, now)
                 summary.append({"id": run["id"], "repository": f"{run['owner']}/{run['repo']}",
                                 "workflow": run["workflow"], "ref": run["ref"], "inputs": dict(run["inputs"]),
+                                "display_title": run["inputs"].get("pao_correlation_id") or run["workflow"],
+                                "html_url": f"{HTML_BASE}/{run['owner']}/{run['repo']}/actions/runs/{run['id']}",
                                 "status": status, "conclusion": conclusion,
                                 "cancel_requested": run["cancel_at"] is not None,
                                 "force_cancelled": run["force_at"] is not None,

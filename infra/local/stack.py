@@ -41,9 +41,12 @@ VENV_BIN = ROOT / ".venv" / "bin"
 sys.path.insert(0, str(HERE))
 
 from bootstrap import bootstrap, function_environment, platform_settings  # noqa: E402
+from fake_github import make_app_key  # noqa: E402
 from sam_template import REGION, Template, TemplateError  # noqa: E402
 
 EMULATOR_START_SECONDS = 60
+# The GitHub App the local stack's github-workflow actions run as.
+LOCAL_GITHUB_APP_ID = "424242"
 HEALTHY_SECONDS = 240
 STOP_SECONDS = 10
 
@@ -182,7 +185,8 @@ class Stack:
             "AWS_EC2_METADATA_DISABLED": "true",
         }
         fake_url = f"http://127.0.0.1:{ports.fake}"
-        services = local_services(fake_url, platform_settings(aws_url))
+        github_key = make_app_key(self.dir / "github-app.pem")
+        services = local_services(fake_url, platform_settings(aws_url), github_key)
         say(f"starting the fake JIRA, DBaaS and team webhook on {fake_url}")
         self.start("fake-services", [python, str(HERE / "fake_services.py"), "--port", str(ports.fake)],
                    env={**os.environ, **services})
@@ -235,17 +239,24 @@ class Stack:
 
         stack_env = {"PAO_API_URL": api_url, "PAO_FAKE_URL": fake_url, "PAO_KUBE_URL": kube_url,
                      "PAO_KUBE_CA_FILE": str(kube_ca), "PAO_LOG_DIR": str(self.logs), **aws_env, **env, **services}
+        # A shell sources this file: the key (with spaces) stays in its own file.
+        stack_env.pop("PAO_GITHUB_APP_PRIVATE_KEY", None)
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in stack_env.items()))
         return stack_env
 
 
-def local_services(fake_url: str, platform: dict[str, str]) -> dict[str, str]:
+def local_services(fake_url: str, platform: dict[str, str], github_key: Path) -> dict[str, str]:
     """What the functions need to reach the fake services: their URLs, the
     env names templates may read (the platform's settings among them), and
     local-only credentials (the fakes check them, as the real services
-    would)."""
+    would): the fake GitHub reads its app's key from the file, PAO's
+    function from its setting, one line with `\\n` for the line breaks."""
     return {
         **platform,
+        "PAO_GITHUB_API_URL": f"{fake_url}/github",
+        "PAO_GITHUB_APP_ID": LOCAL_GITHUB_APP_ID,
+        "PAO_GITHUB_APP_KEY_FILE": str(github_key),
+        "PAO_GITHUB_APP_PRIVATE_KEY": github_key.read_text().strip().replace("\n", "\\n"),
         "PAO_JIRA_URL": f"{fake_url}/jira",
         "PAO_JIRA_USER": "pao-bot",
         "PAO_JIRA_API_TOKEN": "local-jira-token",

@@ -24,6 +24,8 @@ use crate::catalog::index::Ingest;
 use crate::catalog::item::ActionType;
 use crate::config::{CatalogConfig, ConfigError, Env, Resources};
 use crate::drivers::eks::{EksDriver, Roles};
+use crate::drivers::github::client::{GitHub, Settings as GithubSettings};
+use crate::drivers::github::GithubDriver;
 use crate::drivers::kubernetes::{KubernetesDriver, SecretStore};
 use crate::drivers::network::{FlowLogSettings, NetworkDriver};
 use crate::drivers::rds::RdsDriver;
@@ -225,11 +227,7 @@ impl Base {
 pub async fn http_action() -> Result<Lifecycle, ConfigError> {
     let env = Env::process();
     let base = Base::build(&env).await?;
-    let allow = AllowList::parse(&env.or(AllowList::VARIABLE, ""))?;
-    let egress = Egress::new(allow).map_err(|err| ConfigError::Invalid {
-        name: AllowList::VARIABLE,
-        reason: format!("the guarded HTTP client cannot be built: {err}"),
-    })?;
+    let egress = egress(&env)?;
     let jira = Jira::from_env(&env, egress.clone())?;
     let redact: Vec<String> = base
         .settings
@@ -244,6 +242,28 @@ pub async fn http_action() -> Result<Lifecycle, ConfigError> {
         .with(ActionType::RestApi, http(Kind::RestApi))
         .with(ActionType::Webhook, http(Kind::Webhook))
         .with(ActionType::JiraTicket, Arc::new(ticket)))
+}
+
+/// The guarded HTTP client of the functions that call outside services,
+/// with the deployment's allow-list of internal networks.
+fn egress<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Egress, ConfigError> {
+    let allow = AllowList::parse(&env.or(AllowList::VARIABLE, ""))?;
+    Egress::new(allow).map_err(|err| ConfigError::Invalid {
+        name: AllowList::VARIABLE,
+        reason: format!("the guarded HTTP client cannot be built: {err}"),
+    })
+}
+
+/// The github-workflow action function: GitHub's API, as a GitHub App or
+/// with a token, through the egress guard.
+pub async fn github_action() -> Result<Lifecycle, ConfigError> {
+    let env = Env::process();
+    let base = Base::build(&env).await?;
+    let github = GitHub::new(GithubSettings::read(&env)?, egress(&env)?);
+    Ok(base.lifecycle().with(
+        ActionType::GithubWorkflow,
+        Arc::new(GithubDriver::new(github)),
+    ))
 }
 
 /// The aws-network action function: EC2, and CloudWatch Logs for the flow

@@ -143,11 +143,20 @@ pub struct Call {
     pub timeout: Duration,
 }
 
-/// What came back: the status and at most [`MAX_RESPONSE_BYTES`] of body.
+/// What came back: the status, the headers and at most
+/// [`MAX_RESPONSE_BYTES`] of body.
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
     pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// A header's value as text, if present and readable.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
 }
 
 #[derive(Clone)]
@@ -207,6 +216,7 @@ impl Egress {
         let classify = |err: reqwest::Error| classify(err, seconds);
         let mut response = request.send().await.map_err(classify)?;
         let status = response.status();
+        let headers = response.headers().clone();
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(classify)? {
             let room = MAX_RESPONSE_BYTES - body.len();
@@ -215,7 +225,11 @@ impl Egress {
                 break;
             }
         }
-        Ok(Reply { status, body })
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
     }
 }
 

@@ -1,9 +1,10 @@
 //! The native drivers: each provisions one action type through the AWS
 //! SDK (and, for kubernetes-deploy, the cluster's Kubernetes API), behind
 //! `crate::actions::driver::Driver`, and runs in its own least-privilege
-//! function.
+//! function; github-workflow calls GitHub's API the same way.
 
 pub mod eks;
+pub mod github;
 pub mod kubernetes;
 pub mod network;
 pub mod rds;
