@@ -37,6 +37,8 @@ def secret_settings(functions_env: Path) -> dict[str, str]:
     settings = {}
     for line in functions_env.read_text().splitlines():
         name, _, value = line.partition("=")
+        if len(value) >= 2 and value[0] == value[-1] == "'":
+            value = value[1:-1]
         settings[name] = key_material(value)
     listed = set(filter(None, settings.get("PAO_TEMPLATE_SECRETS", "").split(",")))
     return {

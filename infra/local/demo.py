@@ -11,6 +11,10 @@
    what was made, the state transitions and wall time it took, then rolls it
    back and shows what is kept: the final DB snapshot and the secret in its
    recovery window.
+4. A deployment through GitHub Actions: a github-app-deploy request
+   dispatches the repository's deploy.yml on the (fake) GitHub as a GitHub
+   App and waits for the run; then one whose image tag makes the workflow
+   fail ends Failed with the run's page in its reason.
 
 Every status change is shown as it happens, with the actions' progress.
 """
@@ -214,6 +218,24 @@ def eks_stack(api: Api, env: dict[str, str], values: dict[str, str]) -> int:
     return 0 if not left else 1
 
 
+def github_deploy(api: Api) -> int:
+    _, form = api.call("GET", "/api/v1/catalog/items/github-app-deploy/schema")
+    fields = {name: spec["default"] for name, spec in form["schema"]["properties"].items() if "default" in spec}
+    fields.update({"repository": "checkout-service", "image_tag": "1.8.2", "notify_team": False})
+    request_id = submit(api, "github-app-deploy", fields)
+    done = follow(api, request_id, {"Completed", "Failed"})
+    deploy = next((a for a in done["actions"] if a["id"] == "deploy"), {})
+    print(f"  outputs of `deploy`: {json.dumps(deploy.get('outputs', {}))}")
+    if done["status"] != "Completed":
+        print(f"  reason: {done.get('reason')}")
+        return 1
+    print("  the same with image tag 1.8.3-fail (the fake's workflow fails on it):")
+    fields["image_tag"] = "1.8.3-fail"
+    failing = follow(api, submit(api, "github-app-deploy", fields), {"Completed", "Failed"})
+    print(f"  reason: {failing.get('reason')}")
+    return 0 if failing["status"] == "Failed" else 1
+
+
 # Typed into a password field: it must end up in Secrets Manager and nowhere
 # else, the stack's logs included (checked at the end).
 DEMO_PASSWORD = "a long demo passphrase"
@@ -266,6 +288,10 @@ def main() -> int:
     print("\n3. native: the eks-app-stack item, VPC -> database -> secret -> cluster -> app")
     stack_secrets: dict[str, str] = {}
     if eks_stack(api, env, stack_secrets) != 0:
+        return 1
+
+    print("\n4. automated: a deployment through GitHub Actions, from the github-app-deploy item")
+    if github_deploy(api) != 0:
         return 1
 
     print("\nwhat the fake services received:")

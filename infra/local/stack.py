@@ -200,7 +200,7 @@ class Stack:
                  "PAO_MAX_WAIT_SECONDS": "1", **services}
         function_env = {**env, **aws_env, **local, **overrides}
         functions_file = self.dir / "functions.env"
-        functions_file.write_text("".join(f"{k}={v}\n" for k, v in function_env.items()))
+        functions_file.write_text("".join(env_line(k, v) for k, v in function_env.items()))
 
         say(f"starting cargo lambda watch on {lambda_url}")
         concurrency = os.environ.get("PAO_LAMBDA_CONCURRENCY", "8")
@@ -267,6 +267,16 @@ def local_services(fake_url: str, platform: dict[str, str], github_key: Path) ->
         "PAO_TEMPLATE_ENV": ",".join(["DBAAS_URL", "TEAM_WEBHOOK_URL", *platform]),
         "PAO_TEMPLATE_SECRETS": "DBAAS_TOKEN",
     }
+
+
+def env_line(name: str, value: str) -> str:
+    """`NAME=value` for cargo lambda's env file (dotenv): a value with
+    spaces (the PEM's armour) single-quoted, which dotenv takes literally."""
+    if any(c.isspace() for c in value):
+        if "'" in value:
+            raise StackError(f"{name}: a value with spaces cannot hold a single quote")
+        return f"{name}='{value}'\n"
+    return f"{name}={value}\n"
 
 
 def warm_up(template: Template, lambda_url: str) -> None:

@@ -282,15 +282,18 @@ impl GithubDriver {
         ))))
     }
 
-    /// Stops the action's runs that are still going; `Some(wait)` until
-    /// they have stopped.
+    /// Stops the action's runs (never its rollback's) that are still going;
+    /// `Some(wait)` until they have stopped.
     async fn stop_runs(
         &self,
         step: &Step<'_>,
         config: &Config,
     ) -> Result<Option<String>, ActionError> {
         let repo = config.repo();
-        for recorded in step.recorded(RUN) {
+        let runs = step
+            .recorded(RUN)
+            .filter(|r| r.detail("purpose") == Some(Purpose::Run.name()));
+        for recorded in runs {
             let Some(id) = recorded.detail("run_id").and_then(|id| id.parse().ok()) else {
                 continue;
             };
@@ -401,6 +404,12 @@ impl Driver for GithubDriver {
             Ok(None) => {}
             Err(ActionError::Throttled(message)) => return Ok(undone_throttled(&message)),
             Err(err) => return Err(err),
+        }
+        if step.retain() {
+            return Ok(Undone::Kept(
+                "workflow runs stopped; what they did is kept, as the item says (rollback: retain)"
+                    .to_string(),
+            ));
         }
         let Some(rollback) = config.workflow(Purpose::Rollback) else {
             return Ok(Undone::Kept(
