@@ -1,10 +1,13 @@
 """Stand-ins for the outside services the example catalog calls, for the
 local stack: JIRA's REST API (issues, comments), the DBaaS the rest-database
-item provisions through, a team chat webhook, and GitHub's REST API for
+item provisions through, a team chat webhook, GitHub's REST API for
 GitHub Actions under /github (fake_github.py: a GitHub App's JWTs and
 installation tokens, workflow dispatches and runs that move on their own,
-with levers for failures). PAO reaches them through configured URLs
-(PAO_JIRA_URL, DBAAS_URL, TEAM_WEBHOOK_URL, its GitHub API base URL) exactly
+with levers for failures), and the HCP Terraform / Terraform Enterprise API
+under /terraform (fake_terraform.py: workspaces, their variables, runs that
+plan and apply on their own, state versions and their outputs, with levers
+for failures). PAO reaches them through configured URLs (PAO_JIRA_URL,
+DBAAS_URL, TEAM_WEBHOOK_URL, its GitHub API and Terraform base URLs) exactly
 as it would reach the real ones, and they check what the real ones check:
 the credentials PAO must send.
 
@@ -12,6 +15,9 @@ the credentials PAO must send.
                         query, status), for the demo and for people watching
     GET /_github/runs   every GitHub Actions run with its repository, inputs
                         and state, for the tests and the demo
+    GET /_terraform/workspaces   every Terraform workspace (deleted ones too)
+                        with its variables (no sensitive value), runs and
+                        current outputs' names, for the tests and the demo
 
     fake_services.py --make-app-key PATH   writes a GitHub App private key to
                         PATH if there is none, and exits
@@ -35,14 +41,16 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from fake_github import PREFIX as GITHUB, GitHub, make_app_key
+from fake_terraform import PREFIX as TERRAFORM, Terraform
 
 MAX_BODY = 1024 * 1024
 
 
 class State:
-    def __init__(self, jira_user: str, jira_token: str, dbaas_token: str, github: GitHub):
+    def __init__(self, jira_user: str, jira_token: str, dbaas_token: str, github: GitHub, terraform: Terraform):
         self.lock = threading.Lock()
         self.github = github
+        self.terraform = terraform
         self.jira_auth = "Basic " + base64.b64encode(f"{jira_user}:{jira_token}".encode()).decode()
         self.dbaas_auth = f"Bearer {dbaas_token}"
         self.issues: dict[str, dict] = {}
@@ -67,13 +75,19 @@ class Handler(BaseHTTPRequestHandler):
                 return self.answer(200, {"calls": list(self.state.calls)}, record=False)
         if self.path == "/_github/runs":
             return self.answer(200, {"runs": self.state.github.runs_summary()}, record=False)
+        if self.path == "/_terraform/workspaces":
+            return self.answer(200, {"workspaces": self.state.terraform.summary()}, record=False)
         if self.path.startswith(GITHUB + "/"):
             return self.github()
+        if self.path.startswith(TERRAFORM + "/"):
+            return self.terraform()
         self.answer(404, {"message": "no such route"})
 
     def do_POST(self) -> None:
         if self.path.startswith(GITHUB + "/"):
             return self.github()
+        if self.path.startswith(TERRAFORM + "/"):
+            return self.terraform()
         body = self.body()
         if body is None:
             return
@@ -88,7 +102,14 @@ class Handler(BaseHTTPRequestHandler):
             return self.answer(204, None)
         self.answer(404, {"message": "no such route"})
 
+    def do_PATCH(self) -> None:
+        if self.path.startswith(TERRAFORM + "/"):
+            return self.terraform()
+        self.answer(404, {"message": "no such route"})
+
     def do_DELETE(self) -> None:
+        if self.path.startswith(TERRAFORM + "/"):
+            return self.terraform()
         match = re.fullmatch(r"/dbaas/v1/databases/([a-z0-9-]+)", self.path)
         if not match:
             return self.answer(404, {"message": "no such route"})
@@ -157,6 +178,14 @@ class Handler(BaseHTTPRequestHandler):
                                                          self.headers.get("Host"))
         self.answer(status, body, headers=headers)
 
+    # ------------------------------------------------------------ HCP Terraform
+    def terraform(self) -> None:
+        raw = self.raw_body()
+        if raw is None:
+            return
+        status, body, headers = self.state.terraform.handle(self.command, self.path, self.headers, raw)
+        self.answer(status, body, headers=headers)
+
     # ------------------------------------------------------------ plumbing
     def authorized(self, expected: str) -> bool:
         if self.headers.get("Authorization") == expected:
@@ -222,9 +251,10 @@ def main() -> int:
     if args.port is None:
         parser.error("--port is required")
     # Credentials come from the environment, never the command line (ps shows it):
-    # GitHub's from PAO_GITHUB_APP_ID, PAO_GITHUB_APP_KEY_FILE and PAO_GITHUB_TOKEN.
+    # GitHub's from PAO_GITHUB_APP_ID, PAO_GITHUB_APP_KEY_FILE and PAO_GITHUB_TOKEN,
+    # HCP Terraform's from PAO_TFC_TOKEN (without it, every Terraform call is 401).
     Handler.state = State(os.environ["PAO_JIRA_USER"], os.environ["PAO_JIRA_API_TOKEN"], os.environ["DBAAS_TOKEN"],
-                          GitHub.from_env(os.environ))
+                          GitHub.from_env(os.environ), Terraform.from_env(os.environ))
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
     server.serve_forever()
