@@ -253,3 +253,86 @@ async fn without_credentials_the_action_fails_naming_the_settings() {
         .unwrap_or_default()
         .is_empty());
 }
+
+#[tokio::test]
+async fn without_waiting_the_dispatched_runs_id_is_the_output() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(
+            "/repos/acme/shop/actions/workflows/deploy.yml/dispatches",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "workflow_run_id": 81, "html_url": "https://github.com/acme/shop/actions/runs/81"
+        })))
+        .mount(&server)
+        .await;
+    let driver = driver(&server, token());
+    let mut fixture = fixture();
+    fixture.action.config.insert("wait".into(), json!(false));
+    let journal = MemoryJournal::default();
+
+    let done = driver.start(&fixture.step(&journal, &[])).await.unwrap();
+
+    let Progress::Done(outputs) = done else {
+        panic!("{done:?}");
+    };
+    assert_eq!(
+        Value::Object(outputs.values),
+        json!({"run_id": 81, "run_url": "https://github.com/acme/shop/actions/runs/81",
+               "conclusion": null})
+    );
+}
+
+#[tokio::test]
+async fn a_run_dispatched_without_details_is_found_by_title_and_cancelled_when_undone() {
+    let server = MockServer::start().await;
+    let title = "pao-x-deploy-run-1";
+    let mut found = run(82, "in_progress", Value::Null);
+    found["display_title"] = json!(title);
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/shop/actions/workflows/deploy.yml/runs"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "total_count": 2,
+            "workflow_runs": [run(83, "in_progress", Value::Null), found]
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("{RUNS}/82")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(run(82, "in_progress", Value::Null)))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{RUNS}/82/cancel")))
+        .respond_with(ResponseTemplate::new(202).set_body_json(json!({})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let driver = driver(&server, token());
+    let fixture = fixture();
+    let journal = MemoryJournal::default();
+    // The dispatch, made without run details; its run never recorded.
+    let ledger = vec![Resource::new("github:dispatch", title)
+        .with("purpose", "run")
+        .with("workflow", "deploy.yml")
+        .with("dispatched_at", "2026-12-01T00:00:00Z")];
+
+    let undone = driver
+        .compensate(&fixture.step(&journal, &ledger))
+        .await
+        .unwrap();
+
+    assert!(matches!(undone, Undone::Wait { .. }), "{undone:?}");
+    let kinds: Vec<String> = journal
+        .resources()
+        .iter()
+        .map(|r| format!("{} {}", r.kind, r.id))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "github:workflow-run acme/shop/82",
+            "github:cancel acme/shop/82"
+        ]
+    );
+}

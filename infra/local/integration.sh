@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Checks the Kubernetes stand-in and the fake GitHub (their *_check.py), then
+# Checks the Kubernetes stand-in and the fake GitHub and HCP Terraform
+# (their *_check.py), then
 # runs the integration tests on a stack of their own: free ports, state under
 # .local/test, stopped again however the tests end. A developer's `make up`
 # stack is never touched. Then, on the same stack, the schemathesis run of
@@ -11,11 +12,13 @@ cd "$(dirname "$0")/../.."
 
 stack() { .venv/bin/python infra/local/stack.py "$@" --name test; }
 
-# The Kubernetes stand-in and the fake GitHub on their own first (their
+# The Kubernetes stand-in and the fakes of GitHub and HCP Terraform on
+# their own first (their
 # processes, their ports): the tokens they must refuse, the objects and
 # calls they must reject, without Rust.
 .venv/bin/python infra/local/kube_standin_check.py
 .venv/bin/python infra/local/fake_github_check.py
+.venv/bin/python infra/local/fake_terraform_check.py
 
 # Build the tests first, so the stack's functions do not sit idle meanwhile.
 cargo test -p pao-integration --features pao/test-build --no-run

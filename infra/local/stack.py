@@ -253,6 +253,9 @@ def local_services(fake_url: str, platform: dict[str, str], github_key: Path) ->
     function from its setting, one line with `\\n` for the line breaks."""
     return {
         **platform,
+        "PAO_TFC_URL": f"{fake_url}/terraform",
+        "PAO_TFC_TOKEN": "local-tfc-team-token",
+        "PAO_TFC_OAUTH_TOKEN_ID": "ot-local-github",
         "PAO_GITHUB_API_URL": f"{fake_url}/github",
         "PAO_GITHUB_APP_ID": LOCAL_GITHUB_APP_ID,
         "PAO_GITHUB_APP_KEY_FILE": str(github_key),

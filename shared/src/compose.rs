@@ -31,6 +31,8 @@ use crate::drivers::network::{FlowLogSettings, NetworkDriver};
 use crate::drivers::rds::RdsDriver;
 use crate::drivers::secret::rotation::Rotation;
 use crate::drivers::secret::{SecretDriver, ROTATION_FUNCTION};
+use crate::drivers::terraform::client::{Settings as TerraformSettings, Terraform};
+use crate::drivers::terraform::TerraformDriver;
 use crate::health::Health;
 use crate::k8s::Clusters;
 use crate::outbound::{AllowList, Egress};
@@ -263,6 +265,18 @@ pub async fn github_action() -> Result<Lifecycle, ConfigError> {
     Ok(base.lifecycle().with(
         ActionType::GithubWorkflow,
         Arc::new(GithubDriver::new(github)),
+    ))
+}
+
+/// The terraform action function: HCP Terraform's API with the team
+/// token, through the egress guard.
+pub async fn terraform_action() -> Result<Lifecycle, ConfigError> {
+    let env = Env::process();
+    let base = Base::build(&env).await?;
+    let terraform = Terraform::new(TerraformSettings::read(&env)?, egress(&env)?);
+    Ok(base.lifecycle().with(
+        ActionType::Terraform,
+        Arc::new(TerraformDriver::new(terraform)),
     ))
 }
 

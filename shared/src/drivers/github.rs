@@ -154,7 +154,7 @@ impl GithubDriver {
         step: &Step<'_>,
         config: &Config,
         purpose: Purpose,
-    ) -> Result<String, ActionError> {
+    ) -> Result<Launched, ActionError> {
         let Some(workflow) = config.workflow(purpose) else {
             return Err(ActionError::Fatal("no workflow to dispatch".to_string()));
         };
@@ -197,7 +197,10 @@ impl GithubDriver {
                     config.git_ref
                 );
                 step.journal.log(Level::Info, &message).await?;
-                Ok(format!("workflow run {id} of {repo} ({html_url})"))
+                Ok(Launched {
+                    waiting_for: format!("workflow run {id} of {repo} ({html_url})"),
+                    run: Some((id, html_url)),
+                })
             }
             _ => {
                 let message = format!(
@@ -205,9 +208,10 @@ impl GithubDriver {
                     config.git_ref
                 );
                 step.journal.log(Level::Info, &message).await?;
-                Ok(format!(
-                    "the run of {workflow} titled {correlation} to appear"
-                ))
+                Ok(Launched {
+                    waiting_for: format!("the run of {workflow} titled {correlation} to appear"),
+                    run: None,
+                })
             }
         }
     }
@@ -235,17 +239,16 @@ impl GithubDriver {
     }
 
     /// The latest run of `purpose`: found in the ledger, or by its title
-    /// after a dispatch without run details. `Err(wait)` while it has not
-    /// appeared yet.
+    /// after a dispatch without run details.
     async fn latest_run(
         &self,
         step: &Step<'_>,
         config: &Config,
         purpose: Purpose,
-    ) -> Result<Option<Result<Run, String>>, ActionError> {
+    ) -> Result<Latest, ActionError> {
         let of = |r: &&Resource| r.detail("purpose") == Some(purpose.name());
         let Some(dispatch) = step.recorded(DISPATCH).filter(of).last() else {
-            return Ok(None);
+            return Ok(Latest::NotDispatched);
         };
         let repo = config.repo();
         let of_dispatch = |run: &&Resource| run.detail("dispatch") == Some(dispatch.id.as_str());
@@ -254,21 +257,13 @@ impl GithubDriver {
                 .detail("run_id")
                 .and_then(|id| id.parse().ok())
                 .unwrap_or_default();
-            return Ok(Some(Ok(self.github.run(&repo, id).await?)));
+            return Ok(Latest::Run(self.github.run(&repo, id).await?));
+        }
+        if let Some(run) = self.find_by_title(step, config, dispatch).await? {
+            return Ok(Latest::Run(run));
         }
         let workflow = dispatch.detail("workflow").unwrap_or_default();
         let since = dispatch.detail("dispatched_at").unwrap_or_default();
-        let found = self
-            .github
-            .runs_since(&repo, workflow, since)
-            .await?
-            .into_iter()
-            .find(|run| run.display_title == dispatch.id);
-        if let Some(run) = found {
-            self.record_run(step, config, purpose, &dispatch.id, run.id, &run.html_url)
-                .await?;
-            return Ok(Some(Ok(run)));
-        }
         if seconds_since(since).is_some_and(|s| s > APPEAR_WITHIN_SECONDS) {
             return Err(ActionError::Fatal(format!(
                 "no run of {workflow} of {repo} titled {} appeared within {APPEAR_WITHIN_SECONDS} s: \
@@ -276,10 +271,38 @@ impl GithubDriver {
                 dispatch.id
             )));
         }
-        Ok(Some(Err(format!(
+        Ok(Latest::NotYet(format!(
             "the run of {workflow} of {repo} titled {} to appear",
             dispatch.id
-        ))))
+        )))
+    }
+
+    /// The run of a dispatch made without run details, found by its title
+    /// (the correlation id) among the workflow's runs since the dispatch,
+    /// and recorded.
+    async fn find_by_title(
+        &self,
+        step: &Step<'_>,
+        config: &Config,
+        dispatch: &Resource,
+    ) -> Result<Option<Run>, ActionError> {
+        let purpose = match dispatch.detail("purpose") {
+            Some("rollback") => Purpose::Rollback,
+            _ => Purpose::Run,
+        };
+        let workflow = dispatch.detail("workflow").unwrap_or_default();
+        let since = dispatch.detail("dispatched_at").unwrap_or_default();
+        let found = self
+            .github
+            .runs_since(&config.repo(), workflow, since)
+            .await?
+            .into_iter()
+            .find(|run| run.display_title == dispatch.id);
+        if let Some(run) = &found {
+            self.record_run(step, config, purpose, &dispatch.id, run.id, &run.html_url)
+                .await?;
+        }
+        Ok(found)
     }
 
     /// Stops the action's runs (never its rollback's) that are still going;
@@ -290,10 +313,23 @@ impl GithubDriver {
         config: &Config,
     ) -> Result<Option<String>, ActionError> {
         let repo = config.repo();
-        let runs = step
-            .recorded(RUN)
-            .filter(|r| r.detail("purpose") == Some(Purpose::Run.name()));
-        for recorded in runs {
+        let ours = |r: &&Resource| r.detail("purpose") == Some(Purpose::Run.name());
+        let mut runs: Vec<Resource> = step.recorded(RUN).filter(ours).cloned().collect();
+        // A dispatch made without run details whose run was not found yet.
+        for dispatch in step.recorded(DISPATCH).filter(ours) {
+            let known = runs
+                .iter()
+                .any(|run| run.detail("dispatch") == Some(dispatch.id.as_str()));
+            if !known {
+                if let Some(run) = self.find_by_title(step, config, dispatch).await? {
+                    runs.push(
+                        Resource::new(RUN, format!("{}/{}/{}", config.owner, config.repo, run.id))
+                            .with("run_id", run.id.to_string()),
+                    );
+                }
+            }
+        }
+        for recorded in &runs {
             let Some(id) = recorded.detail("run_id").and_then(|id| id.parse().ok()) else {
                 continue;
             };
@@ -333,32 +369,34 @@ impl Driver for GithubDriver {
     async fn start(&self, step: &Step<'_>) -> Result<Progress, ActionError> {
         self.github.configured()?;
         let config = Self::config(step)?;
-        let waiting_for = self.launch(step, &config, Purpose::Run).await?;
+        let launched = self.launch(step, &config, Purpose::Run).await?;
         if !config.waits() {
-            let run = step.recorded(RUN).last();
+            let (id, url) = launched.run.unzip();
             return Ok(Progress::Done(Outputs::new(outputs(
-                run.and_then(|r| r.detail("run_id")),
-                run.and_then(|r| r.detail("html_url")),
+                id,
+                url.as_deref(),
                 None,
             ))));
         }
         Ok(Progress::Wait {
             seconds: RUN_WAIT,
-            waiting_for,
+            waiting_for: launched.waiting_for,
         })
     }
 
     async fn poll(&self, step: &Step<'_>) -> Result<Progress, ActionError> {
         let config = Self::config(step)?;
         let run = match self.latest_run(step, &config, Purpose::Run).await {
-            Ok(Some(Ok(run))) => run,
-            Ok(Some(Err(waiting_for))) => {
+            Ok(Latest::Run(run)) => run,
+            Ok(Latest::NotYet(waiting_for)) => {
                 return Ok(Progress::Wait {
                     seconds: SEARCH_WAIT,
                     waiting_for,
                 })
             }
-            Ok(None) => return Err(ActionError::Fatal("no dispatch recorded".to_string())),
+            Ok(Latest::NotDispatched) => {
+                return Err(ActionError::Fatal("no dispatch recorded".to_string()))
+            }
             Err(ActionError::Throttled(message)) => return Ok(throttled(&message)),
             Err(err) => return Err(err),
         };
@@ -376,7 +414,7 @@ impl Driver for GithubDriver {
         }
         match run.conclusion.as_deref() {
             Some("success") => Ok(Progress::Done(Outputs::new(outputs(
-                Some(&run.id.to_string()),
+                Some(run.id),
                 Some(&run.html_url),
                 Some("success"),
             )))),
@@ -419,15 +457,15 @@ impl Driver for GithubDriver {
         };
         let repo = config.repo();
         let run = match self.latest_run(step, &config, Purpose::Rollback).await {
-            Ok(None) => {
-                let waiting_for = self.launch(step, &config, Purpose::Rollback).await?;
+            Ok(Latest::NotDispatched) => {
+                let launched = self.launch(step, &config, Purpose::Rollback).await?;
                 return Ok(Undone::Wait {
                     seconds: RUN_WAIT,
-                    waiting_for,
+                    waiting_for: launched.waiting_for,
                 });
             }
-            Ok(Some(Ok(run))) => run,
-            Ok(Some(Err(waiting_for))) => {
+            Ok(Latest::Run(run)) => run,
+            Ok(Latest::NotYet(waiting_for)) => {
                 return Ok(Undone::Wait {
                     seconds: SEARCH_WAIT,
                     waiting_for,
@@ -460,17 +498,30 @@ impl Driver for GithubDriver {
     }
 }
 
+/// The latest run of a purpose.
+enum Latest {
+    NotDispatched,
+    Run(Run),
+    /// Dispatched without run details, and not found yet: what to wait for.
+    NotYet(String),
+}
+
+/// What a dispatch gave: what to wait for, and the run when its id came
+/// with the answer.
+struct Launched {
+    waiting_for: String,
+    run: Option<(u64, String)>,
+}
+
 fn outputs(
-    run_id: Option<&str>,
+    run_id: Option<u64>,
     run_url: Option<&str>,
     conclusion: Option<&str>,
 ) -> Map<String, Value> {
     let mut values = Map::new();
     values.insert(
         "run_id".to_string(),
-        run_id
-            .and_then(|id| id.parse::<u64>().ok())
-            .map_or(Value::Null, Value::from),
+        run_id.map_or(Value::Null, Value::from),
     );
     values.insert(
         "run_url".to_string(),
