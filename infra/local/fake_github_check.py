@@ -28,12 +28,9 @@ import datetime
 import json
 import os
 import re
-import signal
-import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -45,6 +42,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from check_harness import Checks, free_port, run_checks, start, stop, wait_for  # noqa: E402
+
 DEADLINE_SECONDS = 40
 START_SECONDS = 15
 APP_ID = "424242"
@@ -54,21 +55,6 @@ WORKFLOW = "deploy.yml"
 RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "x-ratelimit-used",
                 "x-ratelimit-resource")
 UNDECODABLE = "A JSON web token could not be decoded"
-
-
-class Checks:
-    def __init__(self) -> None:
-        self.failed: list[str] = []
-        self.passed = 0
-
-    def __call__(self, what: str, ok: bool, detail: Any = "") -> bool:
-        if ok:
-            self.passed += 1
-            print(f"ok    {what}", flush=True)
-        else:
-            self.failed.append(what)
-            print(f"FAIL  {what}: {detail}", flush=True)
-        return ok
 
 
 class Api:
@@ -119,43 +105,12 @@ def jwt(key: rsa.RSAPrivateKey, iss: Any = APP_ID, iat: float | None = None, exp
     return f"{signing_input}.{b64url(signature)}"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_fake(work: Path, name: str, env: dict[str, str], processes: list[subprocess.Popen]) -> tuple[Api, Path]:
     port = free_port()
     log = work / f"{name}.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, str(HERE / "fake_services.py"), "--port", str(port)],
-                                   env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    processes.append(process)
-    api = Api(f"http://127.0.0.1:{port}")
-    deadline = time.monotonic() + START_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{name} exited with {process.returncode}: {log.read_text()[-2000:]}")
-        try:
-            if api.call("GET", "/_health")[0] == 200:
-                return api, log
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{name} did not answer within {START_SECONDS} s")
-
-
-def stop(processes: list[subprocess.Popen]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    processes.append(start([sys.executable, str(HERE / "fake_services.py"), "--port", str(port)], log, env))
+    wait_for(f"http://127.0.0.1:{port}/_health", START_SECONDS, process=processes[-1], log=log)
+    return Api(f"http://127.0.0.1:{port}"), log
 
 
 def dispatch(api: Api, token: str, repo: str, inputs: dict[str, Any], details: bool | None = True,
@@ -471,21 +426,7 @@ def timeline(check: Checks, api: Api, short: Api, key: rsa.RSAPrivateKey, other_
 
 
 def main() -> int:
-    def out_of_time(*_: Any) -> None:
-        raise TimeoutError(f"the checks did not finish within {DEADLINE_SECONDS} s")
-
-    signal.signal(signal.SIGALRM, out_of_time)
-    signal.alarm(DEADLINE_SECONDS)
-    started = time.monotonic()
-    check = Checks()
-    with tempfile.TemporaryDirectory(prefix="fake-github-check-") as work:
-        try:
-            run(check, Path(work))
-        except Exception as err:  # noqa: BLE001 (a failure to report, with the processes already stopped)
-            check(f"the run itself ({type(err).__name__})", False, err)
-    signal.alarm(0)
-    print(f"{check.passed} passed, {len(check.failed)} failed, in {time.monotonic() - started:.1f} s")
-    return 1 if check.failed else 0
+    return run_checks(run, "fake-github-check-", DEADLINE_SECONDS)
 
 
 if __name__ == "__main__":

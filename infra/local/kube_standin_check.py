@@ -28,12 +28,9 @@ import contextlib
 import datetime
 import json
 import os
-import signal
-import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -51,6 +48,10 @@ if HAS_CRT:
     import botocore.crt.auth
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from check_harness import Checks, free_port, run_checks, start, stop, wait_for  # noqa: E402
+
 DEADLINE_SECONDS = 120
 START_SECONDS = 60
 REGION = "us-east-1"
@@ -58,21 +59,6 @@ APPLY = "application/apply-patch+yaml"
 PLACEHOLDER = "pao-local-placeholder-not-a-secret"
 # What the stand-in's cluster bootstrap installs by default (kube/bootstrap.py).
 PLATFORM_STORE = "aws-secrets-manager"
-
-
-class Checks:
-    def __init__(self) -> None:
-        self.failed: list[str] = []
-        self.passed = 0
-
-    def __call__(self, what: str, ok: bool, detail: Any = "") -> bool:
-        if ok:
-            self.passed += 1
-            print(f"ok    {what}", flush=True)
-        else:
-            self.failed.append(what)
-            print(f"FAIL  {what}: {detail}", flush=True)
-        return ok
 
 
 class Kube:
@@ -625,59 +611,21 @@ def check_objects(check: Checks, kube: Kube, clusters: tuple[str, str], token_b:
     check("/_objects?cluster=: that cluster only", list(body["clusters"]) == [b], list(body["clusters"]))
 
 
-# ---------------------------------------------------------------- processes
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start(command: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-    with log.open("wb") as out:
-        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env=env)
-
-
-def stop(process: subprocess.Popen) -> None:
-    """Stops the process group the process leads (it was started in a session of its own)."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=10)
-    except ProcessLookupError:
-        pass
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-def wait_for(url: str, ca_file: Path | None = None) -> None:
-    """Waits for `url` to answer; an https one trusted through `ca_file`, which may not exist yet."""
-    deadline = time.monotonic() + START_SECONDS
-    while time.monotonic() < deadline:
-        try:
-            context = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
-            with urllib.request.urlopen(url, timeout=5, context=context):
-                return
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer within {START_SECONDS} s")
-
-
 def run(check: Checks, work: Path) -> None:
     kube_port, aws_port = free_port(), free_port()
     kube_url, aws_url = f"https://127.0.0.1:{kube_port}", f"http://127.0.0.1:{aws_port}"
     ca_file = work / "kube" / "ca.crt"
     python = sys.executable
-    processes = []
+    processes: list[subprocess.Popen] = []
     try:
         env = {**os.environ, "PAO_KUBE_ACCESS_KEY_ID": "test", "PAO_KUBE_SECRET_ACCESS_KEY": "test"}
         processes.append(start([python, str(HERE / "kube_standin.py"), "--port", str(kube_port),
                                 "--state-dir", str(ca_file.parent)], work / "kube.log", env))
-        wait_for(f"{kube_url}/_health", ca_file)
+        wait_for(f"{kube_url}/_health", START_SECONDS, ca_file, processes[-1], work / "kube.log")
         processes.append(start([python, str(HERE / "moto_launcher.py"), "--port", str(aws_port),
                                 "--lambda-url", "http://127.0.0.1:9", "--kube-url", kube_url,
                                 "--kube-ca-file", str(ca_file)], work / "moto.log"))
-        wait_for(f"{aws_url}/moto-api/")
+        wait_for(f"{aws_url}/moto-api/", START_SECONDS, process=processes[-1], log=work / "moto.log")
         print(f"stand-in on {kube_url}, moto on {aws_url}", flush=True)
         kube = Kube(kube_url, ca_file)
         endpoints = check_eks(check, aws_url, kube_url, ca_file.read_bytes())
@@ -703,8 +651,7 @@ def run(check: Checks, work: Path) -> None:
         check_paths(check, kube, base, token)
         check_objects(check, kube, (a, b), eks_token(b))
     finally:
-        for process in reversed(processes):
-            stop(process)
+        stop(processes)
         if check.failed:
             for log in sorted(work.glob("*.log")):
                 print(f"--- last lines of {log.name}", file=sys.stderr)
@@ -712,21 +659,7 @@ def run(check: Checks, work: Path) -> None:
 
 
 def main() -> int:
-    def out_of_time(*_: Any) -> None:
-        raise TimeoutError(f"the checks did not finish within {DEADLINE_SECONDS} s")
-
-    signal.signal(signal.SIGALRM, out_of_time)
-    signal.alarm(DEADLINE_SECONDS)
-    started = time.monotonic()
-    check = Checks()
-    with tempfile.TemporaryDirectory(prefix="kube-standin-check-") as work:
-        try:
-            run(check, Path(work))
-        except Exception as err:  # noqa: BLE001 (a failure to report, with the processes already stopped)
-            check(f"the run itself ({type(err).__name__})", False, err)
-    signal.alarm(0)
-    print(f"{check.passed} passed, {len(check.failed)} failed, in {time.monotonic() - started:.1f} s")
-    return 1 if check.failed else 0
+    return run_checks(run, "kube-standin-check-", DEADLINE_SECONDS)
 
 
 if __name__ == "__main__":
