@@ -58,13 +58,11 @@ impl Stack {
         fields
     }
 
-    async fn run(&self, extra: Value) -> (String, Value) {
+    /// Submits the item and waits until it ends `expected`.
+    async fn run(&self, extra: Value, expected: &str) -> String {
         let id = self.portal.submit(ITEM, self.fields(extra).await).await;
-        let status = self
-            .portal
-            .wait_for(&id, &["Completed", "Failed"], LIMIT)
-            .await;
-        (id, status)
+        self.portal.ends(&id, expected, LIMIT).await;
+        id
     }
 
     async fn request(&self, id: &str) -> Value {
@@ -79,22 +77,6 @@ impl Stack {
     /// What the app's namespace holds on its cluster.
     async fn deployed(&self) -> Vec<Value> {
         self.kube.namespace(&self.cluster(), &self.app).await
-    }
-
-    async fn roll_back(&self, id: &str) {
-        let rollback = format!("/api/v1/requests/{id}/rollback");
-        let (code, body) = self.portal.call(Method::POST, &rollback, None).await;
-        assert_eq!(code, StatusCode::ACCEPTED, "{body}");
-        let rolled = self
-            .portal
-            .wait_for(id, &["RolledBack", "Failed"], LIMIT)
-            .await;
-        assert_eq!(
-            rolled["status"],
-            "RolledBack",
-            "{rolled}; logs {:#?}",
-            self.portal.logs(id).await
-        );
     }
 }
 
@@ -116,20 +98,13 @@ fn env_var<'a>(container: &'a Value, name: &str) -> &'a Value {
 async fn the_stack_deploys_the_app_wired_to_its_database_and_secrets_and_rolls_back() {
     let stack = Stack::new().await;
     let host = format!("{}.apps.example.com", stack.app);
-    let (id, status) = stack
-        .run(json!({
-            "pod_autoscaling": true,
-            "max_replicas": 4,
-            "expose_publicly": true,
-            "ingress_host": host,
-        }))
-        .await;
-    assert_eq!(
-        status["status"],
-        "Completed",
-        "{status}; logs {:#?}",
-        stack.portal.logs(&id).await
-    );
+    let extra = json!({
+        "pod_autoscaling": true,
+        "max_replicas": 4,
+        "expose_publicly": true,
+        "ingress_host": host,
+    });
+    let id = stack.run(extra, "Completed").await;
 
     // What moto reports for the database and the secrets.
     let database = stack.portal.stack.outputs(&id, "database").await;
@@ -257,7 +232,7 @@ async fn the_stack_deploys_the_app_wired_to_its_database_and_secrets_and_rolls_b
 
     // Rollback keeps the data only: the final snapshot, and the secret in
     // its recovery window; the namespace is gone from the cluster.
-    stack.roll_back(&id).await;
+    stack.portal.roll_back(&id, LIMIT).await;
     let snapshots = snapshots(stack.sdk(), &id).await;
     assert_eq!(snapshots.len(), 1, "one final snapshot: {snapshots:?}");
     let mut left = leftovers(stack.sdk(), &id).await;
@@ -283,15 +258,9 @@ async fn the_stack_deploys_the_app_wired_to_its_database_and_secrets_and_rolls_b
 #[tokio::test]
 async fn an_internal_app_gets_no_ingress_no_autoscaler_and_one_replica_no_budget() {
     let stack = Stack::new().await;
-    let (id, status) = stack
-        .run(json!({"replicas": 1, "notify_team": false}))
+    let id = stack
+        .run(json!({"replicas": 1, "notify_team": false}), "Completed")
         .await;
-    assert_eq!(
-        status["status"],
-        "Completed",
-        "{status}; logs {:#?}",
-        stack.portal.logs(&id).await
-    );
     let objects = stack.deployed().await;
     assert_eq!(one(&objects, "Deployment")["spec"]["replicas"], 1);
     for absent in ["Ingress", "HorizontalPodAutoscaler", "PodDisruptionBudget"] {
@@ -302,16 +271,14 @@ async fn an_internal_app_gets_no_ingress_no_autoscaler_and_one_replica_no_budget
         app["url"],
         format!("http://{0}.{0}.svc.cluster.local", stack.app)
     );
-    stack.roll_back(&id).await;
+    stack.portal.roll_back(&id, LIMIT).await;
 }
 
 #[tokio::test]
 async fn an_image_that_cannot_be_pulled_fails_the_stack_with_the_pods_reason_and_leaves_nothing() {
     let stack = Stack::new().await;
-    let (id, status) = stack
-        .run(json!({"image": "registry.example.com/shop:1.4.2-unpullable"}))
-        .await;
-    assert_eq!(status["status"], "Failed", "{status}");
+    let unpullable = json!({"image": "registry.example.com/shop:1.4.2-unpullable"});
+    let id = stack.run(unpullable, "Failed").await;
     let request = stack.request(&id).await;
     let reason = request["reason"].as_str().unwrap_or_default();
     assert!(

@@ -61,13 +61,7 @@ async fn the_example_deploy_item_completes_with_its_runs_outputs() {
     let portal = Portal::new(GROUPS).await;
     let repository = unique("checkout");
     let id = deploy(&portal, &repository, "1.8.2").await;
-    let status = portal.wait_for(&id, &["Completed", "Failed"], LIMIT).await;
-    assert_eq!(
-        status["status"],
-        "Completed",
-        "{status}; logs {:#?}",
-        portal.logs(&id).await
-    );
+    portal.ends(&id, "Completed", LIMIT).await;
     let outputs = portal.stack.outputs(&id, "deploy").await;
     let run_id = outputs["run_id"].as_u64().expect("a run id");
     assert_eq!(outputs["conclusion"], "success");
@@ -92,8 +86,7 @@ async fn a_failing_workflow_fails_the_request_with_the_runs_page() {
     let portal = Portal::new(GROUPS).await;
     let repository = unique("checkout");
     let id = deploy(&portal, &repository, "1.8.2-fail").await;
-    let status = portal.wait_for(&id, &["Completed", "Failed"], LIMIT).await;
-    assert_eq!(status["status"], "Failed", "{status}");
+    portal.ends(&id, "Failed", LIMIT).await;
     let made = runs_of(&repository).await;
     let page = made[0]["html_url"].as_str().expect("the run's page");
     let (_, request) = portal
@@ -141,13 +134,7 @@ async fn a_server_without_run_details_has_its_run_found_by_title() {
     let portal = Portal::new(GROUPS).await;
     let repository = unique("legacy-checkout");
     let id = deploy(&portal, &repository, "1.8.2").await;
-    let status = portal.wait_for(&id, &["Completed", "Failed"], LIMIT).await;
-    assert_eq!(
-        status["status"],
-        "Completed",
-        "{status}; logs {:#?}",
-        portal.logs(&id).await
-    );
+    portal.ends(&id, "Completed", LIMIT).await;
     let made = runs_of(&repository).await;
     assert_eq!(made.len(), 1, "dispatched once: {made:#?}");
     let title = made[0]["display_title"].as_str().unwrap_or_default();
@@ -199,23 +186,8 @@ async fn a_rollback_runs_the_items_rollback_workflow_with_the_same_inputs() {
     let id = portal
         .submit(&item, json!({"repository": repository}))
         .await;
-    let status = portal.wait_for(&id, &["Completed", "Failed"], LIMIT).await;
-    assert_eq!(status["status"], "Completed", "{status}");
-    let (code, body) = portal
-        .call(
-            Method::POST,
-            &format!("/api/v1/requests/{id}/rollback"),
-            None,
-        )
-        .await;
-    assert_eq!(code, StatusCode::ACCEPTED, "{body}");
-    let rolled = portal.wait_for(&id, &["RolledBack", "Failed"], LIMIT).await;
-    assert_eq!(
-        rolled["status"],
-        "RolledBack",
-        "{rolled}; logs {:#?}",
-        portal.logs(&id).await
-    );
+    portal.ends(&id, "Completed", LIMIT).await;
+    portal.roll_back(&id, LIMIT).await;
     let made = runs_of(&repository).await;
     let workflows: Vec<&str> = made
         .iter()

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use pao_integration::portal::Portal;
 use pao_integration::{env, http, unique};
-use reqwest::{Method, StatusCode};
+
 use serde_json::{json, Value};
 
 const GROUPS: &[&str] = &["developers"];
@@ -80,24 +80,6 @@ async fn publish(portal: &Portal, workspace: &str, vcs: bool) -> String {
     id
 }
 
-async fn roll_back(portal: &Portal, id: &str) {
-    let (code, body) = portal
-        .call(
-            Method::POST,
-            &format!("/api/v1/requests/{id}/rollback"),
-            None,
-        )
-        .await;
-    assert_eq!(code, StatusCode::ACCEPTED, "{body}");
-    let rolled = portal.wait_for(id, &["RolledBack", "Failed"], LIMIT).await;
-    assert_eq!(
-        rolled["status"],
-        "RolledBack",
-        "{rolled}; logs {:#?}",
-        portal.logs(id).await
-    );
-}
-
 #[tokio::test]
 async fn a_workspace_is_made_applied_with_its_outputs_and_destroyed_and_deleted_on_rollback() {
     let portal = Portal::new(GROUPS).await;
@@ -109,13 +91,7 @@ async fn a_workspace_is_made_applied_with_its_outputs_and_destroyed_and_deleted_
             json!({"queue_name": "orders-events", "retention_days": 4}),
         )
         .await;
-    let status = portal.wait_for(&id, &["Completed", "Failed"], LIMIT).await;
-    assert_eq!(
-        status["status"],
-        "Completed",
-        "{status}; logs {:#?}",
-        portal.logs(&id).await
-    );
+    portal.ends(&id, "Completed", LIMIT).await;
 
     let outputs = portal.stack.outputs(&id, "queue").await;
     let run = outputs["run_id"].as_str().expect("a run id");
@@ -161,7 +137,7 @@ async fn a_workspace_is_made_applied_with_its_outputs_and_destroyed_and_deleted_
         .unwrap_or(Value::Null);
     assert_eq!(salt["sensitive"], true, "{made}");
 
-    roll_back(&portal, &id).await;
+    portal.roll_back(&id, LIMIT).await;
     let after = workspace(&name).await;
     let destroyed = after["runs"]
         .as_array()
@@ -183,9 +159,8 @@ async fn an_existing_workspace_is_destroyed_on_rollback_but_kept() {
     let id = portal
         .submit(&item, json!({"queue_name": "billing-events"}))
         .await;
-    let status = portal.wait_for(&id, &["Completed", "Failed"], LIMIT).await;
-    assert_eq!(status["status"], "Completed", "{status}");
-    roll_back(&portal, &id).await;
+    portal.ends(&id, "Completed", LIMIT).await;
+    portal.roll_back(&id, LIMIT).await;
     let after = workspace(&name).await;
     assert_eq!(after["created_by_pao"], false, "{after}");
     assert_eq!(after["deleted"], false, "kept: {after}");
@@ -206,8 +181,7 @@ async fn a_run_that_errors_fails_the_request_with_its_page_and_the_new_workspace
     let id = portal
         .submit(&item, json!({"queue_name": "orders-fail"}))
         .await;
-    let status = portal.wait_for(&id, &["Completed", "Failed"], LIMIT).await;
-    assert_eq!(status["status"], "Failed", "{status}");
+    let status = portal.ends(&id, "Failed", LIMIT).await;
     let reason = status["reason"].as_str().unwrap_or_default();
     assert!(
         reason.contains("ended errored")

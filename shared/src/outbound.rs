@@ -52,6 +52,24 @@ impl AllowList {
     }
 }
 
+/// The base URL of a service PAO sends credentials to (setting `name`):
+/// https, or http on this machine's loopback only (the local stack's
+/// fakes); without a trailing slash.
+pub fn service_url(name: &'static str, url: &str) -> Result<String, ConfigError> {
+    let parsed = reqwest::Url::parse(url).map_err(|err| ConfigError::Invalid {
+        name,
+        reason: err.to_string(),
+    })?;
+    let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    if parsed.scheme() != "https" && !(parsed.scheme() == "http" && loopback) {
+        return Err(ConfigError::Invalid {
+            name,
+            reason: "must be an https URL (http only on this machine's loopback)".to_string(),
+        });
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
 /// Addresses that are not the public internet: loopback, private, link-local
 /// (169.254.169.254 is the instance metadata service), shared, unspecified,
 /// multicast, documentation and IPv6 unique-local, and IPv4 inside IPv6.

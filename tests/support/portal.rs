@@ -113,6 +113,32 @@ impl Portal {
         panic!("request {id} never reached {statuses:?}; last {last}; logs {logs:#?}");
     }
 
+    /// Waits until the request ends (`Completed` or `Failed`) and asserts
+    /// it ended `expected`, showing its log when not.
+    pub async fn ends(&self, id: &str, expected: &str, limit: Duration) -> Value {
+        let status = self.wait_for(id, &["Completed", "Failed"], limit).await;
+        if status["status"] != expected {
+            let logs = self.logs(id).await;
+            panic!(
+                "request {id} ended {}, not {expected}: {status}; logs {logs:#?}",
+                status["status"]
+            );
+        }
+        status
+    }
+
+    /// Rolls the completed request back and asserts it ends `RolledBack`.
+    pub async fn roll_back(&self, id: &str, limit: Duration) {
+        let path = format!("/api/v1/requests/{id}/rollback");
+        let (code, body) = self.call(Method::POST, &path, None).await;
+        assert_eq!(code, StatusCode::ACCEPTED, "{body}");
+        let rolled = self.wait_for(id, &["RolledBack", "Failed"], limit).await;
+        if rolled["status"] != "RolledBack" {
+            let logs = self.logs(id).await;
+            panic!("request {id} did not roll back: {rolled}; logs {logs:#?}");
+        }
+    }
+
     /// The request's log as `source: message` lines.
     pub async fn logs(&self, id: &str) -> Vec<String> {
         let (_, logs) = self

@@ -15,7 +15,7 @@ use super::driver::{Driver, Level, Outputs, Progress, Step, Undone};
 use crate::action::ActionError;
 use crate::catalog::item::JiraTicket;
 use crate::config::{ConfigError, Env};
-use crate::outbound::{Call, Egress, EgressError};
+use crate::outbound::{service_url, Call, Egress, EgressError};
 use crate::requests::RequestStore;
 use crate::template::render::{render_text, Context, Secrets};
 
@@ -49,23 +49,13 @@ impl Jira {
             return Ok(None);
         }
         // The credentials go with every call: in clear only to this machine.
-        let url = reqwest::Url::parse(&base_url).map_err(|err| ConfigError::Invalid {
-            name: "PAO_JIRA_URL",
-            reason: err.to_string(),
-        })?;
-        let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
-        if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
-            return Err(ConfigError::Invalid {
-                name: "PAO_JIRA_URL",
-                reason: "must be an https URL (http only on this machine's loopback)".to_string(),
-            });
-        }
+        let base_url = service_url("PAO_JIRA_URL", &base_url)?;
         let user = env.required("PAO_JIRA_USER")?;
         let token = env.required("PAO_JIRA_API_TOKEN")?;
         let credentials =
             base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}"));
         Ok(Some(Self {
-            base_url: base_url.trim_end_matches('/').to_string(),
+            base_url,
             authorization: SecretString::from(format!("Basic {credentials}")),
             egress,
         }))

@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 
 use crate::action::ActionError;
 use crate::config::{ConfigError, Env};
-use crate::outbound::{Call, Egress, EgressError, Reply};
+use crate::outbound::{service_url, Call, Egress, EgressError, Reply};
 
 const API_VERSION: &str = "2022-11-28";
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -56,18 +56,10 @@ impl Settings {
     /// breaks, for environments that hold one line) or `PAO_GITHUB_TOKEN`.
     /// None of them: github-workflow actions fail saying so.
     pub fn read<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
-        let api_url = env.or(Self::API_URL, "https://api.github.com");
-        let url = reqwest::Url::parse(&api_url).map_err(|err| ConfigError::Invalid {
-            name: Self::API_URL,
-            reason: err.to_string(),
-        })?;
-        let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
-        if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
-            return Err(ConfigError::Invalid {
-                name: Self::API_URL,
-                reason: "must be an https URL (http only on this machine's loopback)".to_string(),
-            });
-        }
+        let api_url = service_url(
+            Self::API_URL,
+            &env.or(Self::API_URL, "https://api.github.com"),
+        )?;
         let app_id = env.or(Self::APP_ID, "");
         let token = env.or(Self::TOKEN, "");
         let credentials = if !app_id.is_empty() {
@@ -85,7 +77,7 @@ impl Settings {
             None
         };
         Ok(Self {
-            api_url: api_url.trim_end_matches('/').to_string(),
+            api_url,
             credentials,
         })
     }

@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 
 use crate::action::ActionError;
 use crate::config::{ConfigError, Env};
-use crate::outbound::{Call, Egress, EgressError, Reply};
+use crate::outbound::{service_url, Call, Egress, EgressError, Reply};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 const MEDIA_TYPE: &str = "application/vnd.api+json";
@@ -38,22 +38,11 @@ impl Settings {
     /// any); `PAO_TFC_TOKEN`, a team token; `PAO_TFC_OAUTH_TOKEN_ID`, the
     /// VCS connection of workspaces PAO creates.
     pub fn read<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
-        let url = env.or(Self::URL, "https://app.terraform.io");
-        let parsed = reqwest::Url::parse(&url).map_err(|err| ConfigError::Invalid {
-            name: Self::URL,
-            reason: err.to_string(),
-        })?;
-        let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
-        if parsed.scheme() != "https" && !(parsed.scheme() == "http" && loopback) {
-            return Err(ConfigError::Invalid {
-                name: Self::URL,
-                reason: "must be an https URL (http only on this machine's loopback)".to_string(),
-            });
-        }
+        let url = service_url(Self::URL, &env.or(Self::URL, "https://app.terraform.io"))?;
         let token = env.or(Self::TOKEN, "");
         let oauth = env.or(Self::OAUTH_TOKEN_ID, "");
         Ok(Self {
-            url: url.trim_end_matches('/').to_string(),
+            url,
             organization: env.or(Self::ORGANIZATION, ""),
             token: (!token.is_empty()).then(|| SecretString::from(token)),
             oauth_token_id: (!oauth.is_empty()).then_some(oauth),
