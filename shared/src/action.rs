@@ -72,6 +72,15 @@ pub enum ActionError {
     /// Retrying cannot help: the state machine compensates and fails the request.
     #[error("{0}")]
     Fatal(String),
+    /// A Retryable or Throttled failure that knows when to try again: the
+    /// other side said (`Retry-After`, a rate limit's reset), or the
+    /// target's circuit breaker is open until then. Step Functions sees the
+    /// name of the error it carries.
+    #[error("{error}")]
+    After {
+        error: Box<ActionError>,
+        seconds: u32,
+    },
 }
 
 impl ActionError {
@@ -82,7 +91,37 @@ impl ActionError {
             Self::Retryable(_) => "Retryable",
             Self::Throttled(_) => "Throttled",
             Self::Fatal(_) => "Fatal",
+            Self::After { error, .. } => error.name(),
         }
+    }
+
+    /// The same failure, to be tried again in no less than `seconds`. A
+    /// Fatal one stays as it is: there is nothing to wait for.
+    pub fn after(self, seconds: u32) -> Self {
+        match self {
+            Self::Fatal(_) => self,
+            Self::After { error, .. } => error.after(seconds),
+            error => Self::After {
+                error: Box::new(error),
+                seconds: seconds.max(1),
+            },
+        }
+    }
+
+    /// How long the other side (or an open breaker) asked to wait, if it said.
+    pub fn asked_wait(&self) -> Option<u32> {
+        match self {
+            Self::After { seconds, .. } => Some(*seconds),
+            _ => None,
+        }
+    }
+
+    pub fn is_fatal(&self) -> bool {
+        self.name() == "Fatal"
+    }
+
+    pub fn is_throttled(&self) -> bool {
+        self.name() == "Throttled"
     }
 
     /// The same error with its message passed through `f`, such as to
@@ -92,6 +131,10 @@ impl ActionError {
             Self::Retryable(message) => Self::Retryable(f(&message)),
             Self::Throttled(message) => Self::Throttled(f(&message)),
             Self::Fatal(message) => Self::Fatal(f(&message)),
+            Self::After { error, seconds } => Self::After {
+                error: Box::new(error.map_message(f)),
+                seconds,
+            },
         }
     }
 }
@@ -140,5 +183,26 @@ mod tests {
             assert_eq!(diagnostic.error_type, name);
             assert_eq!(diagnostic.error_message, "x");
         }
+    }
+
+    #[test]
+    fn a_wait_travels_with_the_error_it_qualifies() {
+        let limited = ActionError::Throttled("GitHub: rate limited".into()).after(17);
+        assert_eq!(limited.name(), "Throttled");
+        assert!(limited.is_throttled() && !limited.is_fatal());
+        assert_eq!(limited.asked_wait(), Some(17));
+        assert_eq!(limited.to_string(), "GitHub: rate limited");
+        assert_eq!(Diagnostic::from(limited.clone()).error_type, "Throttled");
+        // A later wait replaces an earlier one; the message can be blanked.
+        let again = limited.after(3).map_message(|m| m.replace("GitHub", "***"));
+        assert_eq!(again.asked_wait(), Some(3));
+        assert_eq!(again.to_string(), "***: rate limited");
+        let open = ActionError::Retryable("breaker open".into()).after(0);
+        assert_eq!((open.name(), open.asked_wait()), ("Retryable", Some(1)));
+        // Nothing to wait for on a fatal error.
+        let fatal = ActionError::Fatal("no".into()).after(5);
+        assert_eq!(fatal.asked_wait(), None);
+        assert!(fatal.is_fatal());
+        assert_eq!(ActionError::Retryable("x".into()).asked_wait(), None);
     }
 }

@@ -20,6 +20,7 @@ use crate::aws::requests_table::RequestTable;
 use crate::aws::s3::{BucketProbe, CatalogBucket};
 use crate::aws::secrets::Secrets;
 use crate::aws::sfn::{Fulfillment, StateMachineProbe};
+use crate::aws::shared_table::SharedTable;
 use crate::catalog::index::Ingest;
 use crate::catalog::item::ActionType;
 use crate::config::{CatalogConfig, ConfigError, Env, Resources};
@@ -36,6 +37,9 @@ use crate::drivers::terraform::TerraformDriver;
 use crate::health::Health;
 use crate::k8s::Clusters;
 use crate::outbound::{AllowList, Egress};
+use crate::protect::breaker::{self, Breakers};
+use crate::protect::slots::{self, Slots};
+use crate::protect::system_clock;
 use crate::requests::engine::{ActionFunctions, Engine};
 use crate::requests::service::Requests;
 use crate::template::render::TemplateEnv;
@@ -174,6 +178,8 @@ pub struct ActionSettings {
     /// `PAO_MAX_WAIT_SECONDS`: the longest wait between polls (default
     /// 300); the local stack sets a few seconds.
     pub max_wait_seconds: u32,
+    /// The concurrency caps per action type.
+    pub slots: slots::Settings,
 }
 
 impl ActionSettings {
@@ -185,15 +191,18 @@ impl ActionSettings {
             requests_table: env.required("PAO_REQUESTS_TABLE")?,
             template_env: TemplateEnv::from_env(&env.0)?,
             max_wait_seconds: u32::try_from(max_wait.clamp(1, 3600)).unwrap_or(300),
+            slots: slots::Settings::read(env)?,
         })
     }
 }
 
 /// What every action function builds from its settings: the SDK
-/// configuration its clients share and the requests table.
+/// configuration its clients share, the requests table, and the shared
+/// records of breakers and slots in it.
 pub struct Base {
     pub sdk: aws_config::SdkConfig,
     pub store: Arc<RequestTable>,
+    shared: Arc<SharedTable>,
     settings: ActionSettings,
 }
 
@@ -202,13 +211,16 @@ impl Base {
     pub async fn build<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         let settings = ActionSettings::read(env)?;
         let sdk = crate::aws::sdk_config().await;
+        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
         let store = Arc::new(RequestTable::new(
-            aws_sdk_dynamodb::Client::new(&sdk),
+            dynamodb.clone(),
             settings.requests_table.clone(),
         ));
+        let shared = Arc::new(SharedTable::new(dynamodb, settings.requests_table.clone()));
         Ok(Self {
             sdk,
             store,
+            shared,
             settings,
         })
     }
@@ -216,12 +228,37 @@ impl Base {
     /// The lifecycle, with no driver yet.
     pub fn lifecycle(&self) -> Lifecycle {
         let secrets = Secrets::new(aws_sdk_secretsmanager::Client::new(&self.sdk));
-        Lifecycle::new(
+        let lifecycle = Lifecycle::new(
             self.store.clone(),
             Arc::new(secrets),
             self.settings.template_env.clone(),
             self.settings.max_wait_seconds,
-        )
+        );
+        if self.settings.slots.caps.is_empty() {
+            return lifecycle;
+        }
+        lifecycle.with_slots(Arc::new(Slots::new(
+            self.shared.clone(),
+            self.settings.slots.clone(),
+            system_clock(),
+        )))
+    }
+
+    /// The guarded HTTP client of the functions that call outside services,
+    /// with the deployment's allow-list of internal networks and a circuit
+    /// breaker per target, shared through the requests table.
+    fn egress<F: Fn(&str) -> Option<String>>(&self, env: &Env<F>) -> Result<Egress, ConfigError> {
+        let allow = AllowList::parse(&env.or(AllowList::VARIABLE, ""))?;
+        let breakers = Breakers::new(
+            self.shared.clone(),
+            breaker::Settings::read(env)?,
+            system_clock(),
+        );
+        let egress = Egress::new(allow).map_err(|err| ConfigError::Invalid {
+            name: AllowList::VARIABLE,
+            reason: format!("the guarded HTTP client cannot be built: {err}"),
+        })?;
+        Ok(egress.with_breakers(Arc::new(breakers)))
     }
 }
 
@@ -229,7 +266,7 @@ impl Base {
 pub async fn http_action() -> Result<Lifecycle, ConfigError> {
     let env = Env::process();
     let base = Base::build(&env).await?;
-    let egress = egress(&env)?;
+    let egress = base.egress(&env)?;
     let jira = Jira::from_env(&env, egress.clone())?;
     let redact: Vec<String> = base
         .settings
@@ -246,22 +283,12 @@ pub async fn http_action() -> Result<Lifecycle, ConfigError> {
         .with(ActionType::JiraTicket, Arc::new(ticket)))
 }
 
-/// The guarded HTTP client of the functions that call outside services,
-/// with the deployment's allow-list of internal networks.
-fn egress<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Egress, ConfigError> {
-    let allow = AllowList::parse(&env.or(AllowList::VARIABLE, ""))?;
-    Egress::new(allow).map_err(|err| ConfigError::Invalid {
-        name: AllowList::VARIABLE,
-        reason: format!("the guarded HTTP client cannot be built: {err}"),
-    })
-}
-
 /// The github-workflow action function: GitHub's API, as a GitHub App or
 /// with a token, through the egress guard.
 pub async fn github_action() -> Result<Lifecycle, ConfigError> {
     let env = Env::process();
     let base = Base::build(&env).await?;
-    let github = GitHub::new(GithubSettings::read(&env)?, egress(&env)?);
+    let github = GitHub::new(GithubSettings::read(&env)?, base.egress(&env)?);
     Ok(base.lifecycle().with(
         ActionType::GithubWorkflow,
         Arc::new(GithubDriver::new(github)),
@@ -273,7 +300,7 @@ pub async fn github_action() -> Result<Lifecycle, ConfigError> {
 pub async fn terraform_action() -> Result<Lifecycle, ConfigError> {
     let env = Env::process();
     let base = Base::build(&env).await?;
-    let terraform = Terraform::new(TerraformSettings::read(&env)?, egress(&env)?);
+    let terraform = Terraform::new(TerraformSettings::read(&env)?, base.egress(&env)?);
     Ok(base.lifecycle().with(
         ActionType::Terraform,
         Arc::new(TerraformDriver::new(terraform)),

@@ -16,6 +16,7 @@ pub mod drivers;
 pub mod health;
 pub mod k8s;
 pub mod outbound;
+pub mod protect;
 pub mod requests;
 pub mod selftest;
 pub mod telemetry;

@@ -15,7 +15,9 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::{Method, StatusCode};
 use thiserror::Error;
 
+use crate::action::ActionError;
 use crate::config::ConfigError;
+use crate::protect::breaker::{Breakers, Open};
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The most of a response body read; the rest is not waited for.
@@ -149,6 +151,23 @@ pub enum EgressError {
     /// Could not connect or the connection broke: worth another try.
     #[error("{0}")]
     Connection(String),
+    /// Not called: the target's circuit breaker is open.
+    #[error("{0}")]
+    Open(Open),
+}
+
+impl EgressError {
+    /// The action's failure, `described` saying which call: a refused
+    /// destination is fatal; an open breaker is retried once it may probe;
+    /// the rest is retried.
+    pub fn into_action(self, described: &str) -> ActionError {
+        match self {
+            Self::Refused(reason) => ActionError::Fatal(format!("{described}: {reason}")),
+            Self::Open(open) => ActionError::Retryable(format!("{described}: {open}"))
+                .after(u32::try_from(open.seconds).unwrap_or(u32::MAX)),
+            other => ActionError::Retryable(format!("{described}: {other}")),
+        }
+    }
 }
 
 /// One call to make.
@@ -181,6 +200,7 @@ impl Reply {
 pub struct Egress {
     client: reqwest::Client,
     allow: Arc<AllowList>,
+    breakers: Option<Arc<Breakers>>,
 }
 
 impl Egress {
@@ -197,12 +217,47 @@ impl Egress {
             }))
             .user_agent(concat!("pao/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { client, allow })
+        Ok(Self {
+            client,
+            allow,
+            breakers: None,
+        })
     }
 
+    /// Calls go through the circuit breaker of their target (host and port).
+    pub fn with_breakers(mut self, breakers: Arc<Breakers>) -> Self {
+        self.breakers = Some(breakers);
+        self
+    }
+
+    /// Makes the call, unless the target's breaker is open. A call that
+    /// found no answer (no connection, a time-out) or a 5xx counts as a
+    /// failure of its target; a refused destination never reaches it.
     pub async fn send(&self, call: Call) -> Result<Reply, EgressError> {
-        let url = reqwest::Url::parse(&call.url)
-            .map_err(|err| EgressError::Refused(format!("`{}` is not a URL: {err}", call.url)))?;
+        let url = self.check(&call.url)?;
+        let Some(breakers) = &self.breakers else {
+            return self.call(url, call).await;
+        };
+        let target = format!(
+            "{}:{}",
+            url.host_str().unwrap_or_default(),
+            url.port_or_known_default().unwrap_or_default()
+        );
+        let ticket = breakers.admit(&target).await.map_err(EgressError::Open)?;
+        let outcome = self.call(url, call).await;
+        let failed = match &outcome {
+            Ok(reply) => reply.status.is_server_error(),
+            Err(EgressError::Timeout(_) | EgressError::Connection(_)) => true,
+            Err(_) => false,
+        };
+        breakers.settle(ticket, !failed).await;
+        outcome
+    }
+
+    /// The URL, if PAO may call it at all.
+    fn check(&self, url: &str) -> Result<reqwest::Url, EgressError> {
+        let url = reqwest::Url::parse(url)
+            .map_err(|err| EgressError::Refused(format!("`{url}` is not a URL: {err}")))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(EgressError::Refused(format!(
                 "only http and https URLs may be called, not {}",
@@ -223,6 +278,10 @@ impl Egress {
                 "{ip} is an internal address PAO may not call"
             )));
         }
+        Ok(url)
+    }
+
+    async fn call(&self, url: reqwest::Url, call: Call) -> Result<Reply, EgressError> {
         let seconds = call.timeout.as_secs();
         let mut request = self.client.request(call.method, url).timeout(call.timeout);
         for (name, value) in &call.headers {

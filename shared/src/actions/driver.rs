@@ -28,6 +28,21 @@ pub enum Progress {
     Wait { seconds: u32, waiting_for: String },
 }
 
+impl Progress {
+    /// A failure that said when to try again (a rate limit, an open
+    /// breaker) waited out as a poll, which spends none of the action's
+    /// retries; any other failure as it is.
+    pub fn waiting_out(err: ActionError) -> Result<Self, ActionError> {
+        match err.asked_wait() {
+            Some(seconds) => Ok(Self::Wait {
+                seconds,
+                waiting_for: err.to_string(),
+            }),
+            None => Err(err),
+        }
+    }
+}
+
 /// What compensation did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Undone {
@@ -37,6 +52,19 @@ pub enum Undone {
     Kept(String),
     /// Deletions under way: ask again in `seconds`.
     Wait { seconds: u32, waiting_for: String },
+}
+
+impl Undone {
+    /// As [`Progress::waiting_out`], while undoing.
+    pub fn waiting_out(err: ActionError) -> Result<Self, ActionError> {
+        match err.asked_wait() {
+            Some(seconds) => Ok(Self::Wait {
+                seconds,
+                waiting_for: err.to_string(),
+            }),
+            None => Err(err),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

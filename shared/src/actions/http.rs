@@ -14,7 +14,7 @@ use serde_json_path::JsonPath;
 
 use super::driver::{Driver, Level, Outputs, Progress, Step, Undone};
 use crate::action::ActionError;
-use crate::outbound::{Call, Egress, EgressError, Reply};
+use crate::outbound::{Call, Egress, Reply};
 use crate::template::render::{render, render_url, Context, Secrets};
 
 /// The two kinds of HTTP action differ only in their defaults and in
@@ -196,12 +196,10 @@ pub async fn execute(
     redact: &[&str],
 ) -> Result<Map<String, Value>, ActionError> {
     let described = prepared.describe();
-    let reply = egress.send(prepared.call).await.map_err(|err| match err {
-        EgressError::Refused(reason) => ActionError::Fatal(format!("{described}: {reason}")),
-        EgressError::Timeout(_) | EgressError::Connection(_) => {
-            ActionError::Retryable(format!("{described}: {err}"))
-        }
-    })?;
+    let reply = egress
+        .send(prepared.call)
+        .await
+        .map_err(|err| err.into_action(&described))?;
     let status = reply.status;
     if !prepared.success_codes.contains(&status.as_u16()) {
         // An answer that can carry secrets is not quoted at all.

@@ -15,7 +15,7 @@ use super::driver::{Driver, Level, Outputs, Progress, Step, Undone};
 use crate::action::ActionError;
 use crate::catalog::item::JiraTicket;
 use crate::config::{ConfigError, Env};
-use crate::outbound::{service_url, Call, Egress, EgressError};
+use crate::outbound::{service_url, Call, Egress};
 use crate::requests::RequestStore;
 use crate::template::render::{render_text, Context, Secrets};
 
@@ -152,10 +152,11 @@ impl Jira {
             body: Some(body),
             timeout: TIMEOUT,
         };
-        let reply = self.egress.send(call).await.map_err(|err| match err {
-            EgressError::Refused(reason) => ActionError::Fatal(format!("{described}: {reason}")),
-            other => ActionError::Retryable(format!("{described}: {other}")),
-        })?;
+        let reply = self
+            .egress
+            .send(call)
+            .await
+            .map_err(|err| err.into_action(&described))?;
         let status = reply.status;
         if status.is_success() {
             return Ok(serde_json::from_slice(&reply.body).unwrap_or(Value::Null));

@@ -28,6 +28,7 @@ use super::driver::{Driver, Journal, Level, Progress, Step, Undone};
 use crate::action::{ActionError, ActionInput, ActionOutput, Op};
 use crate::catalog::item::{Action, ActionType, Mode, Retry};
 use crate::clock::{now, seconds_since};
+use crate::protect::slots::{Slot, Slots};
 use crate::requests::fulfillment::{responses, ActionRecord, ActionStatus, Plan, Resource};
 use crate::requests::{Guard, LogEntry, Request, RequestStatus, RequestStore, SecretStore};
 use crate::template::render::{redact, Context, RequestVars, TemplateEnv};
@@ -43,7 +44,13 @@ pub struct Lifecycle {
     /// The longest a driver's "wait N s" may be: minutes suit RDS and EKS
     /// in AWS; a local stack moves in seconds.
     max_wait_seconds: u32,
+    /// The deployment's concurrency caps per action type, if any.
+    slots: Option<Arc<Slots>>,
 }
+
+/// How often an action over its type's cap asks for a slot again (capped
+/// like every wait).
+const SLOT_WAIT: u32 = 30;
 
 /// What one request's action needs to run.
 struct Job {
@@ -135,7 +142,14 @@ impl Lifecycle {
             env,
             drivers: BTreeMap::new(),
             max_wait_seconds: max_wait_seconds.max(1),
+            slots: None,
         }
+    }
+
+    /// Caps how many actions of a type run at once, across every request.
+    pub fn with_slots(mut self, slots: Arc<Slots>) -> Self {
+        self.slots = Some(slots);
+        self
     }
 
     /// Runs actions of type `kind` with `driver`.
@@ -259,6 +273,7 @@ impl Lifecycle {
                     .put_action(id, &failed, Guard::Is(ActionStatus::Running))
                     .await?;
                 self.log(id, action_id, "error", &message).await?;
+                self.give_back(job).await;
                 return Err(ActionError::Fatal(format!("{action_id}: {message}")));
             }
         }
@@ -274,6 +289,7 @@ impl Lifecycle {
             polling: running.is_some_and(|r| r.polling),
             waiting_for: running.and_then(|r| r.waiting_for.clone()),
             compensating_from: None,
+            queued: running.is_some_and(|r| r.queued),
             outputs: Map::new(),
             secret_outputs: Vec::new(),
             error: None,
@@ -294,6 +310,9 @@ impl Lifecycle {
                 .cloned()
                 .unwrap_or_default();
             return Ok(ActionOutput::done(outputs));
+        }
+        if let Some(wait) = self.queue(job, &mut record).await? {
+            return Ok(wait);
         }
         let context = job.context(&self.env);
         let resources = self.resources(job).await?;
@@ -341,6 +360,7 @@ impl Lifecycle {
                     .put_action(id, &record, Guard::Is(ActionStatus::Running))
                     .await?;
                 self.log(id, action_id, "info", "succeeded").await?;
+                self.give_back(job).await;
                 Ok(ActionOutput::done(outputs.values))
             }
             Ok(Progress::Wait {
@@ -363,13 +383,13 @@ impl Lifecycle {
             Err(err) => {
                 let policy = job.action.retry.clone().unwrap_or_default();
                 record.failures += 1;
-                let retry = match &err {
-                    ActionError::Fatal(_) => None,
-                    ActionError::Retryable(_) | ActionError::Throttled(_) => backoff(
-                        &policy,
-                        record.failures,
-                        matches!(err, ActionError::Throttled(_)),
-                    ),
+                // At least as long as the other side (or an open breaker)
+                // asked, when it said.
+                let retry = if err.is_fatal() {
+                    None
+                } else {
+                    backoff(&policy, record.failures, err.is_throttled())
+                        .map(|wait| wait.max(err.asked_wait().unwrap_or(0)))
                 };
                 record.status = if retry.is_some() {
                     ActionStatus::Running
@@ -387,16 +407,83 @@ impl Lifecycle {
                         Ok(ActionOutput::wait(wait))
                     }
                     None => {
-                        let message = if matches!(err, ActionError::Fatal(_)) {
+                        let message = if err.is_fatal() {
                             err.to_string()
                         } else {
                             format!("gave up after {} attempts: {err}", record.failures)
                         };
                         self.log(id, action_id, "error", &message).await?;
+                        self.give_back(job).await;
                         Err(ActionError::Fatal(format!("{action_id}: {message}")))
                     }
                 }
             }
+        }
+    }
+
+    /// A start waits while its type's cap is reached: the record says for
+    /// what (and keeps restarting the action's clock, which begins when a
+    /// slot is had). A poll renews the slot's lease. `None`: go on.
+    async fn queue(
+        &self,
+        job: &Job,
+        record: &mut ActionRecord,
+    ) -> Result<Option<ActionOutput>, ActionError> {
+        let Some(slots) = &self.slots else {
+            return Ok(None);
+        };
+        let (id, action_id) = (job.request.id.as_str(), job.action.id.as_str());
+        let kind = job.action.kind;
+        let slot = slots.take(kind, &holder(job)).await?;
+        let Slot::Busy { cap, holders } = slot else {
+            if record.queued {
+                record.queued = false;
+                record.started_at = now();
+                record.waiting_for = None;
+                self.log(id, action_id, "info", "got a slot; starting")
+                    .await?;
+            }
+            return Ok(None);
+        };
+        if record.polling {
+            // Under way already (its lease expired meanwhile): holding
+            // back its polls would not spare the account anything.
+            return Ok(None);
+        }
+        let requests: Vec<&str> = holders
+            .iter()
+            .map(|h| h.split_once('#').map_or(h.as_str(), |(request, _)| request))
+            .collect();
+        let waiting_for = format!(
+            "a slot: at most {cap} {} action(s) run at once across all requests, \
+             held now by request(s) {}",
+            kind.name(),
+            requests.join(", ")
+        );
+        let wait = SLOT_WAIT.min(self.max_wait_seconds);
+        let changed = !record.queued;
+        record.queued = true;
+        record.started_at = now();
+        record.waiting_for = Some(waiting_for.clone());
+        self.store
+            .put_action(id, record, Guard::Is(ActionStatus::Running))
+            .await?;
+        if changed {
+            let message = format!("waiting for {waiting_for}; asking every {wait} s");
+            self.log(id, action_id, "info", &message).await?;
+        }
+        Ok(Some(ActionOutput::wait(wait)))
+    }
+
+    /// Gives back the action's slot, if its type is capped. A failure only
+    /// delays the next action until the lease expires, so it is logged,
+    /// not raised.
+    async fn give_back(&self, job: &Job) {
+        let Some(slots) = &self.slots else {
+            return;
+        };
+        if let Err(err) = slots.release(job.action.kind, &holder(job)).await {
+            tracing::warn!(error = %err, "a concurrency slot was not given back; its lease will expire");
         }
     }
 
@@ -512,6 +599,9 @@ impl Lifecycle {
                 "{action_id} was claimed by another execution meanwhile"
             )));
         }
+        // Undoing is never held back by the cap; a slot the action held
+        // while it was being made is given back.
+        self.give_back(job).await;
         let context = job.context(&self.env);
         let journal = ActionJournal {
             lifecycle: self,
@@ -605,6 +695,11 @@ impl Lifecycle {
         };
         Ok(self.store.append_log(id, &entry).await?)
     }
+}
+
+/// Who holds a concurrency slot: the request's action.
+fn holder(job: &Job) -> String {
+    format!("{}#{}", job.request.id, job.action.id)
 }
 
 /// Where the secret output `output` of a request's action is kept.

@@ -284,6 +284,7 @@ fn finished(status: ActionStatus, outputs: Value) -> ActionRecord {
         polling: false,
         waiting_for: None,
         compensating_from: None,
+        queued: false,
         outputs: outputs.as_object().cloned().unwrap_or_default(),
         secret_outputs: Vec::new(),
         error: None,
@@ -460,6 +461,128 @@ async fn a_throttled_call_waits_twice_as_long() {
             format!("warn: 429: slow down; trying again in {waited} s"),
             "error: gave up after 2 attempts: 429: slow down".to_string(),
         ]
+    );
+}
+
+#[tokio::test]
+async fn a_failure_that_says_when_waits_at_least_that_long() {
+    let h = automated(
+        json!({"retry": {"max_attempts": 3, "interval_seconds": 2, "backoff_rate": 2.0}}),
+    )
+    .await;
+    let open = "hooks.example.com:443: the circuit breaker is open; a probe may try in 45 s";
+    h.driver
+        .then(Err(ActionError::Retryable(open.to_string()).after(45)));
+
+    assert_eq!(wait_of(&h.run(Op::Start).await.unwrap()), 45);
+    assert_eq!(
+        h.lines().await,
+        [format!("warn: {open}; trying again in 45 s")]
+    );
+}
+
+// ---------------------------------------------------------------- concurrency caps
+
+/// The harness with the webhook type capped at `cap`, and the slots, to
+/// stand for other requests holding them.
+async fn capped(cap: u32) -> (Harness, Arc<Slots>) {
+    let mut h = automated(json!({"timeout_seconds": 3600})).await;
+    let slots = Arc::new(Slots::new(
+        Arc::new(crate::protect::memory::MemoryShared::default()),
+        crate::protect::slots::Settings {
+            caps: BTreeMap::from([(ActionType::Webhook, cap)]),
+            lease: 600,
+        },
+        crate::protect::system_clock(),
+    ));
+    let lifecycle = Lifecycle::new(
+        h.store.clone(),
+        h.secrets.clone(),
+        TemplateEnv::default(),
+        MAX_WAIT,
+    )
+    .with(ActionType::Webhook, h.driver.clone())
+    .with_slots(slots.clone());
+    h.lifecycle = lifecycle;
+    (h, slots)
+}
+
+#[tokio::test]
+async fn over_its_types_cap_an_action_waits_saying_why_and_starts_when_a_slot_frees() {
+    let (h, slots) = capped(1).await;
+    assert_eq!(
+        slots.take(ActionType::Webhook, "r-0#db").await.unwrap(),
+        Slot::Held
+    );
+
+    for _ in 0..2 {
+        assert_eq!(wait_of(&h.run(Op::Start).await.unwrap()), SLOT_WAIT);
+    }
+    assert!(
+        h.driver.calls().is_empty(),
+        "not started while over the cap"
+    );
+    let record = h.record().await;
+    assert_eq!(record.status, ActionStatus::Running);
+    assert!(record.queued);
+    let why = "a slot: at most 1 webhook action(s) run at once across all requests, \
+               held now by request(s) r-0";
+    assert_eq!(record.waiting_for.as_deref(), Some(why));
+
+    slots.release(ActionType::Webhook, "r-0#db").await.unwrap();
+    h.driver
+        .then(wait(5, "the hook"))
+        .then(done(json!({"ok": true})));
+    assert_eq!(wait_of(&h.run(Op::Start).await.unwrap()), 5);
+    // Holding the slot while it polls: another request waits.
+    assert!(matches!(
+        slots.take(ActionType::Webhook, "r-2#db").await.unwrap(),
+        Slot::Busy { .. }
+    ));
+    assert!(h.run(Op::Poll).await.unwrap().done);
+    assert_eq!(h.driver.kinds(), [Call::Start, Call::Poll]);
+    let record = h.record().await;
+    assert!(!record.queued);
+    assert_eq!(
+        h.lines().await,
+        [
+            format!("info: waiting for {why}; asking every {SLOT_WAIT} s"),
+            "info: got a slot; starting".to_string(),
+            "info: waiting for the hook; checking every 5 s".to_string(),
+            "info: succeeded".to_string(),
+        ]
+    );
+    // Given back when done.
+    assert_eq!(
+        slots.take(ActionType::Webhook, "r-2#db").await.unwrap(),
+        Slot::Held
+    );
+}
+
+#[tokio::test]
+async fn a_failed_or_undone_action_gives_its_slot_back() {
+    let (h, slots) = capped(1).await;
+    h.driver
+        .then(wait(5, "the hook"))
+        .then(Err(ActionError::Fatal("refused".to_string())));
+    h.run(Op::Start).await.unwrap();
+    h.run(Op::Poll).await.unwrap_err();
+    assert_eq!(
+        slots.take(ActionType::Webhook, "r-2#db").await.unwrap(),
+        Slot::Held
+    );
+    slots.release(ActionType::Webhook, "r-2#db").await.unwrap();
+
+    let (h, slots) = capped(1).await;
+    h.driver
+        .then_making(&[("test:thing", "t-1")], wait(5, "the hook"));
+    h.run(Op::Start).await.unwrap();
+    h.driver
+        .then_undo(Ok(Undone::Done("deleted t-1".to_string())));
+    assert!(h.run(Op::Compensate).await.unwrap().done);
+    assert_eq!(
+        slots.take(ActionType::Webhook, "r-2#db").await.unwrap(),
+        Slot::Held
     );
 }
 

@@ -323,6 +323,7 @@ impl Retry {
     Deserialize,
     strum::IntoStaticStr,
     strum::VariantArray,
+    strum::EnumString,
 )]
 #[strum(serialize_all = "kebab-case")]
 #[serde(rename_all = "kebab-case")]

@@ -33,7 +33,7 @@ use crate::catalog::item::ActionType;
 use crate::catalog::validate::rendered_config_problems;
 use crate::clock::{now, seconds_since};
 use crate::requests::fulfillment::Resource;
-use client::{asked_wait, Dispatched, GitHub, Repo, Run};
+use client::{Dispatched, GitHub, Repo, Run};
 
 const DISPATCH: &str = "github:dispatch";
 const RUN: &str = "github:workflow-run";
@@ -397,8 +397,7 @@ impl Driver for GithubDriver {
             Ok(Latest::NotDispatched) => {
                 return Err(ActionError::Fatal("no dispatch recorded".to_string()))
             }
-            Err(ActionError::Throttled(message)) => return Ok(throttled(&message)),
-            Err(err) => return Err(err),
+            Err(err) => return Progress::waiting_out(err),
         };
         let repo = config.repo();
         if !run.completed() {
@@ -440,8 +439,7 @@ impl Driver for GithubDriver {
                 })
             }
             Ok(None) => {}
-            Err(ActionError::Throttled(message)) => return Ok(undone_throttled(&message)),
-            Err(err) => return Err(err),
+            Err(err) => return Undone::waiting_out(err),
         }
         if step.retain() {
             return Ok(Undone::Kept(
@@ -471,8 +469,7 @@ impl Driver for GithubDriver {
                     waiting_for,
                 })
             }
-            Err(ActionError::Throttled(message)) => return Ok(undone_throttled(&message)),
-            Err(err) => return Err(err),
+            Err(err) => return Undone::waiting_out(err),
         };
         if !run.completed() {
             return Ok(Undone::Wait {
@@ -532,18 +529,4 @@ fn outputs(
         conclusion.map_or(Value::Null, Value::from),
     );
     values
-}
-
-fn throttled(message: &str) -> Progress {
-    Progress::Wait {
-        seconds: asked_wait(message).unwrap_or(60),
-        waiting_for: message.to_string(),
-    }
-}
-
-fn undone_throttled(message: &str) -> Undone {
-    Undone::Wait {
-        seconds: asked_wait(message).unwrap_or(60),
-        waiting_for: message.to_string(),
-    }
 }

@@ -264,13 +264,7 @@ impl Driver for TerraformDriver {
         let url = self.url(&config, &recorded.id);
         let run = match self.terraform.run(&recorded.id).await {
             Ok(run) => run,
-            Err(ActionError::Throttled(why)) => {
-                return Ok(Progress::Wait {
-                    seconds: RUN_WAIT,
-                    waiting_for: why,
-                })
-            }
-            Err(err) => return Err(err),
+            Err(err) => return Progress::waiting_out(err),
         };
         let status = run.status.as_str();
         if ENDED_BADLY.contains(&status) {

@@ -131,6 +131,7 @@ fn record(action_id: &str, kind: ActionType, status: ActionStatus, finished: &st
         polling: false,
         waiting_for: None,
         compensating_from: None,
+        queued: false,
         outputs: Map::new(),
         secret_outputs: Vec::new(),
         error: None,

@@ -133,6 +133,10 @@ pub struct ActionRecord {
     /// when compensation keeps the action or fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compensating_from: Option<ActionStatus>,
+    /// Waiting for a slot of its type's concurrency cap: not started yet,
+    /// so its timeout's clock starts when it gets one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub queued: bool,
     #[serde(default)]
     pub outputs: Map<String, Value>,
     /// The outputs kept in Secrets Manager (their values are ARNs), deleted
@@ -347,6 +351,7 @@ mod tests {
             polling: false,
             waiting_for: None,
             compensating_from: None,
+            queued: false,
             outputs: Map::new(),
             secret_outputs: Vec::new(),
             error: None,
@@ -377,6 +382,7 @@ mod tests {
             polling: false,
             waiting_for: None,
             compensating_from: None,
+            queued: false,
             outputs: Map::new(),
             secret_outputs: Vec::new(),
             error: None,

@@ -70,6 +70,7 @@ fn record(action_id: &str, status: ActionStatus) -> ActionRecord {
         polling: false,
         waiting_for: None,
         compensating_from: None,
+        queued: false,
         outputs: Map::new(),
         secret_outputs: Vec::new(),
         error: None,

@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 
 use crate::action::ActionError;
 use crate::config::{ConfigError, Env};
-use crate::outbound::{service_url, Call, Egress, EgressError, Reply};
+use crate::outbound::{service_url, Call, Egress, Reply};
 
 const API_VERSION: &str = "2022-11-28";
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -261,10 +261,10 @@ impl GitHub {
             body,
             timeout: CALL_TIMEOUT,
         };
-        self.egress.send(call).await.map_err(|err| match err {
-            EgressError::Refused(why) => ActionError::Fatal(format!("GitHub: {why}")),
-            other => ActionError::Retryable(format!("GitHub: {other}")),
-        })
+        self.egress
+            .send(call)
+            .await
+            .map_err(|err| err.into_action("GitHub"))
     }
 
     /// Fatal when the deployment gave no credentials: nothing can be called.
@@ -409,14 +409,8 @@ fn limited(reply: &Reply) -> Result<(), ActionError> {
     Err(ActionError::Throttled(format!(
         "GitHub: rate limited ({}), retry after {wait} s",
         reply.status.as_u16()
-    )))
-}
-
-/// How long a Throttled error from [`limited`] asked to wait.
-pub fn asked_wait(message: &str) -> Option<u32> {
-    message
-        .rsplit_once("retry after ")
-        .and_then(|(_, rest)| rest.trim_end_matches(" s").parse().ok())
+    ))
+    .after(u32::try_from(wait).unwrap_or(u32::MAX)))
 }
 
 fn mentions(reply: &Reply, word: &str) -> bool {
@@ -473,10 +467,8 @@ mod tests {
         assert_eq!(
             retry_after,
             ActionError::Throttled("GitHub: rate limited (429), retry after 17 s".to_string())
+                .after(17)
         );
-        if let ActionError::Throttled(message) = &retry_after {
-            assert_eq!(asked_wait(message), Some(17));
-        }
         let reset = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
@@ -491,11 +483,9 @@ mod tests {
             "{\"message\": \"API rate limit exceeded\"}",
         ))
         .unwrap_err();
-        let ActionError::Throttled(message) = exhausted else {
-            panic!("throttled");
-        };
-        let wait = asked_wait(&message).unwrap();
-        assert!((39..=40).contains(&wait), "{message}");
+        assert!(exhausted.is_throttled(), "{exhausted}");
+        let wait = exhausted.asked_wait().unwrap();
+        assert!((39..=40).contains(&wait), "{exhausted}");
         // A 403 with requests left is a refusal, not a limit.
         assert!(limited(&reply(403, &[("x-ratelimit-remaining", "4999")], "")).is_ok());
     }

@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 
 use crate::action::ActionError;
 use crate::config::{ConfigError, Env};
-use crate::outbound::{service_url, Call, Egress, EgressError, Reply};
+use crate::outbound::{service_url, Call, Egress, Reply};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 const MEDIA_TYPE: &str = "application/vnd.api+json";
@@ -345,10 +345,11 @@ impl Terraform {
             body,
             timeout: CALL_TIMEOUT,
         };
-        let reply = self.egress.send(call).await.map_err(|err| match err {
-            EgressError::Refused(why) => ActionError::Fatal(format!("HCP Terraform: {why}")),
-            other => ActionError::Retryable(format!("HCP Terraform: {other}")),
-        })?;
+        let reply = self
+            .egress
+            .send(call)
+            .await
+            .map_err(|err| err.into_action("HCP Terraform"))?;
         limited(&reply)?;
         Ok(reply)
     }
@@ -367,7 +368,8 @@ fn limited(reply: &Reply) -> Result<(), ActionError> {
         .map_or(1, |seconds| seconds.ceil().max(1.0) as u64);
     Err(ActionError::Throttled(format!(
         "HCP Terraform: rate limited (429), retry after {wait} s"
-    )))
+    ))
+    .after(u32::try_from(wait).unwrap_or(u32::MAX)))
 }
 
 fn document(reply: &Reply) -> Result<Value, ActionError> {
@@ -480,13 +482,15 @@ mod tests {
             limited(&reply(429, &[("retry-after", "2")], "")),
             Err(ActionError::Throttled(
                 "HCP Terraform: rate limited (429), retry after 2 s".to_string()
-            ))
+            )
+            .after(2))
         );
         assert_eq!(
             limited(&reply(429, &[("x-ratelimit-reset", "0.4")], "")),
             Err(ActionError::Throttled(
                 "HCP Terraform: rate limited (429), retry after 1 s".to_string()
-            ))
+            )
+            .after(1))
         );
         assert!(limited(&reply(200, &[("x-ratelimit-remaining", "0")], "")).is_ok());
     }

@@ -81,6 +81,7 @@ impl Requests {
                 Some(record) => json!({
                     "id": action_id, "status": record.status.name(), "attempts": record.attempts,
                     "outputs": record.outputs, "error": record.error,
+                    "waiting_for": record.waiting_for,
                 }),
                 None => json!({"id": action_id, "status": "Pending", "attempts": 0, "outputs": {}, "error": null}),
             })
