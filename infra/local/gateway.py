@@ -209,8 +209,8 @@ class GatewayHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _message(self, status: int, message: str) -> None:
-        # API Gateway's own answers have this shape.
-        self._send(status, json.dumps({"message": message}).encode())
+        # API Gateway's own answers have this shape, without spaces.
+        self._send(status, json.dumps({"message": message}, separators=(",", ":")).encode())
 
     def __getattr__(self, name: str):
         # BaseHTTPRequestHandler looks up `do_<METHOD>` and answers 501 with
