@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Checks the Kubernetes stand-in and the fake GitHub and HCP Terraform
-# (their *_check.py), then
+# Checks the Kubernetes stand-in, the fake GitHub and HCP Terraform and the
+# gateway's throttling (their *_check.py), then
 # runs the integration tests on a stack of their own: free ports, state under
 # .local/test, stopped again however the tests end. A developer's `make up`
 # stack is never touched. Then, on the same stack, the schemathesis run of
@@ -19,6 +19,7 @@ stack() { .venv/bin/python infra/local/stack.py "$@" --name test; }
 .venv/bin/python infra/local/kube_standin_check.py
 .venv/bin/python infra/local/fake_github_check.py
 .venv/bin/python infra/local/fake_terraform_check.py
+.venv/bin/python infra/local/gateway_check.py
 
 # Build the tests first, so the stack's functions do not sit idle meanwhile.
 cargo test -p pao-integration --features pao/test-build --no-run
