@@ -6,10 +6,17 @@ HTTP API payload 2.0 event (route key and path parameters filled in) sent to
 the Lambda Invoke API of `cargo lambda watch`; the function's answer becomes
 the HTTP response.
 
+Routes are throttled as the HTTP API's route settings in the template say: a
+token bucket per route (its RouteSettings, else DefaultRouteSettings), and a
+request that finds its bucket empty gets API Gateway's 429 before any function
+runs. `--parameter NAME=VALUE` overrides a template parameter, as
+`sam deploy --parameter-overrides` would (stack.py passes its own on).
+
 Locally there is no JWT authorizer: the functions run with PAO_AUTH_MODE=dev
 and read the development identity headers themselves.
 
 Usage: gateway.py --port PORT --lambda-url URL --template template.yaml [--concurrency N]
+                  [--parameter NAME=VALUE ...]
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from sam_template import ACCOUNT_ID, Route, Template
+from sam_template import ACCOUNT_ID, Route, Template, Throttle, parameter_override
 
 # API Gateway's own limit on a request body.
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -85,6 +92,41 @@ class Router:
             return None
         _, route, params = max(candidates, key=lambda candidate: candidate[0])
         return route, params
+
+
+class TokenBucket:
+    """API Gateway's throttle of one route: at most `burst` requests at once,
+    refilled at `rate` per second; each request takes a token or is refused."""
+
+    def __init__(self, throttle: Throttle, clock=time.monotonic):
+        self.rate = throttle.rate
+        self.burst = throttle.burst
+        self.clock = clock
+        self.tokens = float(throttle.burst)
+        self.updated = clock()
+        self.lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self.lock:
+            now = self.clock()
+            self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+            if self.tokens < 1:
+                return False
+            self.tokens -= 1
+            return True
+
+
+def route_buckets(routes: list[Route], default: Throttle | None,
+                  per_route: dict[str, Throttle]) -> dict[str, TokenBucket]:
+    """A bucket for each route key: its own route settings, else the API's
+    default. A route with neither is not throttled (has no bucket)."""
+    buckets = {}
+    for route in routes:
+        throttle = per_route.get(route.key, default)
+        if throttle is not None:
+            buckets[route.key] = TokenBucket(throttle)
+    return buckets
 
 
 def build_event(handler: BaseHTTPRequestHandler, route: Route, params: dict[str, str], body: bytes) -> dict:
@@ -142,6 +184,8 @@ class GatewayHandler(BaseHTTPRequestHandler):
     server_version = "pao-local-gateway"
     router: Router
     lambda_url: str
+    # By route key; built once at start, then only read.
+    buckets: dict[str, TokenBucket] = {}
     # Invocations in flight per function: cargo lambda watch's --concurrency.
     concurrency: int
     slots: dict[str, threading.BoundedSemaphore] = {}
@@ -165,8 +209,8 @@ class GatewayHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _message(self, status: int, message: str) -> None:
-        # API Gateway's own answers have this shape.
-        self._send(status, json.dumps({"message": message}).encode())
+        # API Gateway's own answers have this shape, without spaces.
+        self._send(status, json.dumps({"message": message}, separators=(",", ":")).encode())
 
     def __getattr__(self, name: str):
         # BaseHTTPRequestHandler looks up `do_<METHOD>` and answers 501 with
@@ -201,6 +245,11 @@ class GatewayHandler(BaseHTTPRequestHandler):
         if length > MAX_BODY_BYTES:
             return self._message(413, "Request Entity Too Large")
         body = self.rfile.read(length) if length else b""
+        # Read first so the connection stays usable; refused before any
+        # instance is waited for, as API Gateway throttles on arrival.
+        bucket = self.buckets.get(route.key)
+        if bucket is not None and not bucket.take():
+            return self._message(429, "Too Many Requests")
         event = build_event(self, route, params, body)
         # Lambda scales out where cargo lambda watch runs a fixed number of
         # instances: invocations beyond them wait here, and the integration
@@ -255,9 +304,14 @@ def main() -> None:
     parser.add_argument("--template", type=Path, required=True)
     parser.add_argument("--concurrency", type=int, default=8,
                         help="instances per function cargo lambda watch runs")
+    parser.add_argument("--parameter", action="append", default=[], type=parameter_override, metavar="NAME=VALUE",
+                        help="a template parameter to override (repeatable)")
     args = parser.parse_args()
+    template = Template(args.template, dict(args.parameter))
+    routes = template.routes()
     GatewayHandler.concurrency = args.concurrency
-    GatewayHandler.router = Router(Template(args.template).routes())
+    GatewayHandler.router = Router(routes)
+    GatewayHandler.buckets = route_buckets(routes, *template.throttling())
     GatewayHandler.lambda_url = args.lambda_url.rstrip("/")
     # Bursts of connections (a load test's thousand at once) queue rather
     # than being reset, as they would be behind API Gateway.

@@ -4,8 +4,8 @@ Sends N (default 1,000) submissions at once, each with its own
 Idempotency-Key, as one user made up for the run. On one machine the local
 stack cannot run a thousand functions at once as Lambda would, so requests
 queue at the local gateway (a client waits up to 10 minutes); a client that
-gets a 503 or a dropped connection retries with the same key, as a portal
-does. Then it checks that exactly N requests exist
+gets a 429 (the route's throttle), a 503 or a dropped connection retries
+with the same key, as a portal does. Then it checks that exactly N requests exist
 for that user and exactly N executions are named after them: nothing lost,
 nothing duplicated. Prints throughput and latency. Bounded in count and time
 (15 minutes); loopback only.
@@ -76,14 +76,14 @@ def main() -> int:
     deadline = time.monotonic() + DEADLINE_SECONDS
 
     def submit(index: int):
-        # A client retries a 503 or a dropped connection with the same
+        # A client retries a 429, a 503 or a dropped connection with the same
         # Idempotency-Key, as a portal would: the retry must not duplicate.
         started, attempts = time.monotonic(), 0
         while True:
             attempts += 1
             status, body = call(api, user, "POST", "/api/v1/requests",
                                 {"item_id": "rest-database", "fields": FIELDS}, key=f"load-{index}")
-            if status not in (0, 502, 503, 504) or time.monotonic() > deadline:
+            if status not in (0, 429, 502, 503, 504) or time.monotonic() > deadline:
                 return status, body.get("id"), time.monotonic() - started, attempts
             time.sleep(min(10.0, 0.5 * attempts))
 
@@ -105,7 +105,7 @@ def main() -> int:
     while True:
         path = "/api/v1/requests?limit=100" + (f"&next_token={token}" if token else "")
         status, page = call(api, user, "GET", path)
-        if status in (0, 503) and time.monotonic() < deadline:
+        if status in (0, 429, 503) and time.monotonic() < deadline:
             time.sleep(2)
             continue
         if status != 200:

@@ -1,13 +1,16 @@
 """Reads template.yaml for the local stack: the one description of PAO.
 
 The bootstrap creates the stack's resources from it and the gateway takes its
-routes from it, so nothing local keeps a second list that could drift. This
-module resolves the few intrinsic functions the template uses (Ref, GetAtt,
-Sub) the way CloudFormation would for a stack named STACK_NAME.
+routes and their throttling from it, so nothing local keeps a second list
+that could drift. This module resolves the few intrinsic functions the
+template uses (Ref, GetAtt, Sub) the way CloudFormation would for a stack
+named STACK_NAME, with the parameters' defaults or the overrides it is given
+(as `sam deploy --parameter-overrides` would set them).
 """
 
 from __future__ import annotations
 
+import argparse
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +25,14 @@ STACK_NAME = "pao-local"
 
 class TemplateError(Exception):
     """The template uses something the local stack cannot reproduce."""
+
+
+def parameter_override(text: str) -> tuple[str, str]:
+    """`NAME=VALUE` from a command line, as an argparse type."""
+    name, equals, value = text.partition("=")
+    if not name or not equals:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+    return name, value
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -56,6 +67,15 @@ class Route:
         return f"{self.method} {self.path}"
 
 
+@dataclass(frozen=True)
+class Throttle:
+    """Route settings' throttling: a bucket of `burst` requests, refilled at
+    `rate` requests per second."""
+
+    rate: float
+    burst: int
+
+
 @dataclass
 class Function:
     logical_id: str
@@ -65,7 +85,7 @@ class Function:
 
 
 class Template:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, overrides: dict[str, str] | None = None):
         self.path = path
         self.root = path.parent
         with path.open() as handle:
@@ -76,6 +96,10 @@ class Template:
             name: str(spec.get("Default", ""))
             for name, spec in self.doc.get("Parameters", {}).items()
         }
+        for name, value in (overrides or {}).items():
+            if name not in self.parameters:
+                raise TemplateError(f"no parameter {name} to override")
+            self.parameters[name] = value
 
     # ------------------------------------------------------------ resources
     def of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
@@ -115,11 +139,40 @@ class Template:
                 if event.get("Type") != "HttpApi":
                     continue
                 props = event.get("Properties", {})
+                if "RouteSettings" in props:
+                    # The gateway reads throttling from the API's own
+                    # RouteSettings only; one on an event would go unenforced.
+                    raise TemplateError(f"{logical_id}: put RouteSettings on the HttpApi, keyed by route")
                 method = str(props.get("Method", "ANY")).upper()
                 if method == "X-AMAZON-APIGATEWAY-ANY-METHOD":
                     method = "ANY"
                 routes.append(Route(method, props["Path"], self.binary_of(logical_id)))
         return routes
+
+    def throttling(self) -> tuple[Throttle | None, dict[str, Throttle]]:
+        """The HTTP API's DefaultRouteSettings and its RouteSettings by route
+        key, as throttles; None where the API sets no default."""
+        apis = self.of_type("AWS::Serverless::HttpApi")
+        if len(apis) != 1:
+            raise TemplateError(f"the local gateway serves one HttpApi, the template has {len(apis)}")
+        props = next(iter(apis.values())).get("Properties", {})
+        default = None
+        if "DefaultRouteSettings" in props:
+            default = self._throttle("DefaultRouteSettings", props["DefaultRouteSettings"])
+        keys = {route.key for route in self.routes()}
+        per_route = {}
+        for key, settings in props.get("RouteSettings", {}).items():
+            if key not in keys:
+                # CloudFormation refuses such a stage too ("Unable to find Route by key").
+                raise TemplateError(f"RouteSettings: no route {key!r}")
+            per_route[key] = self._throttle(f"RouteSettings {key}", settings)
+        return default, per_route
+
+    def _throttle(self, where: str, settings: dict[str, Any]) -> Throttle:
+        if not {"ThrottlingRateLimit", "ThrottlingBurstLimit"} <= set(settings):
+            raise TemplateError(f"{where}: the local gateway needs both ThrottlingRateLimit and ThrottlingBurstLimit")
+        return Throttle(rate=float(self.resolve(settings["ThrottlingRateLimit"])),
+                        burst=int(self.resolve(settings["ThrottlingBurstLimit"])))
 
     # ------------------------------------------------------------ physical names
     def physical_name(self, logical_id: str) -> str:

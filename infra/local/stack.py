@@ -3,7 +3,8 @@ cargo lambda watch serving every function binary, the local gateway, the
 fake outside services, and the Kubernetes API stand-in that moto's EKS
 clusters point at.
 
-    stack.py up   [--name NAME] [--auto-ports]   build, start, bootstrap, wait until healthy
+    stack.py up   [--name NAME] [--auto-ports] [--parameter NAME=VALUE ...]
+                                                 build, start, bootstrap, wait until healthy
     stack.py down [--name NAME]                  stop everything `up` started
     stack.py dev  [--name NAME]                  up, follow the logs until Ctrl-C, then down
     stack.py status [--name NAME]
@@ -13,7 +14,9 @@ Every process is started in its own session, recorded by PID under
 .local/NAME/logs. Ports come from PAO_AWS_PORT, PAO_LAMBDA_PORT,
 PAO_API_PORT, PAO_FAKE_PORT and PAO_KUBE_PORT, or are picked free with
 --auto-ports (as `make test` does, so a test run never meets a developer's
-stack).
+stack). The stack is made from template.yaml's parameter defaults; `--parameter`
+overrides one, as `sam deploy --parameter-overrides` would, for the functions'
+settings and the gateway's throttling alike.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ sys.path.insert(0, str(HERE))
 
 from bootstrap import bootstrap, function_environment, platform_settings  # noqa: E402
 from fake_github import make_app_key  # noqa: E402
-from sam_template import REGION, Template, TemplateError  # noqa: E402
+from sam_template import REGION, Template, TemplateError, parameter_override  # noqa: E402
 
 EMULATOR_START_SECONDS = 60
 # The GitHub App the local stack's github-workflow actions run as.
@@ -138,12 +141,14 @@ class Stack:
             pid_file.unlink()
 
     # ------------------------------------------------------------ up
-    def up(self, ports: Ports, overrides: dict[str, str], executions: bool = True) -> dict[str, str]:
+    def up(self, ports: Ports, overrides: dict[str, str], executions: bool = True,
+           parameters: dict[str, str] | None = None) -> dict[str, str]:
         if self.running():
             raise StackError(f"the {self.name} stack is already up (see {self.env_file}); `make down` stops it")
         check_prerequisites()
         ports.check_free()
-        template = Template(ROOT / "template.yaml")
+        parameters = parameters or {}
+        template = Template(ROOT / "template.yaml", parameters)
         aws_url = f"http://127.0.0.1:{ports.aws}"
         lambda_url = f"http://127.0.0.1:{ports.lambda_}"
         api_url = f"http://127.0.0.1:{ports.api}"
@@ -224,7 +229,8 @@ class Stack:
         say(f"starting the gateway on {api_url}")
         self.start("gateway", [python, str(HERE / "gateway.py"), "--port", str(ports.api),
                                "--lambda-url", lambda_url, "--template", str(ROOT / "template.yaml"),
-                               "--concurrency", concurrency])
+                               "--concurrency", concurrency,
+                               *(f"--parameter={name}={value}" for name, value in parameters.items())])
 
         say("waiting until GET /api/v1/health answers 200")
         wait_for(f"{api_url}/api/v1/health", HEALTHY_SECONDS,
@@ -415,6 +421,8 @@ def main() -> int:
                         help="leave the Step Functions interpreter off: executions are recorded, not run")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a function environment variable to override (repeatable)")
+    parser.add_argument("--parameter", action="append", default=[], type=parameter_override, metavar="NAME=VALUE",
+                        help="a template.yaml parameter to override, as sam deploy would (repeatable)")
     args = parser.parse_args()
     stack = Stack(args.name)
 
@@ -430,7 +438,7 @@ def main() -> int:
     try:
         ports = Ports.free() if args.auto_ports else Ports.configured()
         overrides = dict(item.split("=", 1) for item in args.set if "=" in item)
-        env = stack.up(ports, overrides, executions=not args.no_executions)
+        env = stack.up(ports, overrides, executions=not args.no_executions, parameters=dict(args.parameter))
     except (StackError, TemplateError) as err:
         stack.stop()
         print(f"make up: {err}", file=sys.stderr)
