@@ -147,7 +147,11 @@ class Stack:
             raise StackError(f"the {self.name} stack is already up (see {self.env_file}); `make down` stops it")
         check_prerequisites()
         ports.check_free()
-        parameters = parameters or {}
+        # The local stack runs one EKS cluster creation at a time, so every
+        # test that makes a cluster goes through the concurrency cap, and a
+        # slot whose holder died (a test stopped mid-way) is free again in
+        # a minute rather than fifteen. `--parameter` still overrides both.
+        parameters = {"ConcurrencyCaps": "aws-eks-cluster=1", "SlotLeaseSeconds": "60", **(parameters or {})}
         template = Template(ROOT / "template.yaml", parameters)
         aws_url = f"http://127.0.0.1:{ports.aws}"
         lambda_url = f"http://127.0.0.1:{ports.lambda_}"

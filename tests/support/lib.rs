@@ -38,6 +38,11 @@ impl Stack {
 
     /// What action `action` of request `id` recorded as its outputs.
     pub async fn outputs(&self, id: &str, action: &str) -> serde_json::Value {
+        self.record(id, action).await["outputs"].clone()
+    }
+
+    /// The record of action `action` of request `id`, as the table holds it.
+    pub async fn record(&self, id: &str, action: &str) -> serde_json::Value {
         let dynamodb = aws_sdk_dynamodb::Client::new(&self.sdk);
         let item = dynamodb
             .get_item()
@@ -58,8 +63,7 @@ impl Stack {
             .and_then(|i| i.get("document"))
             .and_then(|d| d.as_s().ok())
             .expect("the action's record");
-        let record: serde_json::Value = serde_json::from_str(document).expect("a JSON record");
-        record["outputs"].clone()
+        serde_json::from_str(document).expect("a JSON record")
     }
 
     /// Asserts that `secret` is stored nowhere but Secrets Manager: not in

@@ -83,7 +83,10 @@ impl Requests {
                     "outputs": record.outputs, "error": record.error,
                     "waiting_for": record.waiting_for,
                 }),
-                None => json!({"id": action_id, "status": "Pending", "attempts": 0, "outputs": {}, "error": null}),
+                None => json!({
+                    "id": action_id, "status": "Pending", "attempts": 0, "outputs": {},
+                    "error": null, "waiting_for": null,
+                }),
             })
             .collect())
     }
