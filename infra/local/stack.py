@@ -284,8 +284,9 @@ def local_services(fake_url: str, platform: dict[str, str], github_key: Path) ->
 
 def env_line(name: str, value: str) -> str:
     """`NAME=value` for cargo lambda's env file (dotenv): a value with
-    spaces (the PEM's armour) single-quoted, which dotenv takes literally."""
-    if any(c.isspace() for c in value):
+    spaces (the PEM's armour) or an `=` (`aws-eks-cluster=1`, which its
+    parser refuses bare) single-quoted, which dotenv takes literally."""
+    if any(c.isspace() or c == "=" for c in value):
         if "'" in value:
             raise StackError(f"{name}: a value with spaces cannot hold a single quote")
         return f"{name}='{value}'\n"

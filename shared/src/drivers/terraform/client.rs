@@ -208,25 +208,31 @@ impl Terraform {
         }
         let existing = document(&reply)?;
         for variable in variables {
-            let found = existing["data"].as_array().into_iter().flatten().find(|v| {
-                v["attributes"]["key"] == variable.key && v["attributes"]["category"] == "terraform"
-            });
+            let found = existing["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|v| {
+                    v["attributes"]["key"] == variable.key
+                        && v["attributes"]["category"] == "terraform"
+                })
+                .and_then(|v| v["id"].as_str());
             let attributes = json!({
                 "key": variable.key, "value": variable.value, "category": "terraform",
                 "hcl": variable.hcl, "sensitive": variable.sensitive,
             });
-            let (method, path, wanted) = match found.and_then(|v| v["id"].as_str()) {
-                Some(id) => (
-                    Method::PATCH,
-                    format!("/api/v2/workspaces/{workspace_id}/vars/{id}"),
-                    StatusCode::OK,
-                ),
+            let mut data = json!({"type": "vars", "attributes": attributes});
+            let (method, path, wanted) = match found {
+                Some(id) => {
+                    data["id"] = json!(id);
+                    (
+                        Method::PATCH,
+                        format!("/api/v2/workspaces/{workspace_id}/vars/{id}"),
+                        StatusCode::OK,
+                    )
+                }
                 None => (Method::POST, path.clone(), StatusCode::CREATED),
             };
-            let mut data = json!({"type": "vars", "attributes": attributes});
-            if let Some(id) = found.and_then(|v| v["id"].as_str()) {
-                data["id"] = json!(id);
-            }
             let reply = self
                 .call(method, &path, Some(json!({"data": data})))
                 .await?;
