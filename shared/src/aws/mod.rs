@@ -33,6 +33,7 @@ pub mod s3;
 pub mod sdk;
 pub mod secrets;
 pub mod sfn;
+pub mod submission_limit;
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
