@@ -38,7 +38,7 @@ pub enum RequestError {
     BadInput(String),
     #[error(
         "at most {per_minute} new {} per minute per caller; try again in {retry_after_seconds} s",
-        requests(.per_minute)
+        request_or_requests(.per_minute)
     )]
     RateLimited {
         per_minute: u32,
@@ -49,7 +49,7 @@ pub enum RequestError {
     Store(#[from] StoreError),
 }
 
-fn requests(count: &u32) -> &'static str {
+fn request_or_requests(count: &u32) -> &'static str {
     if *count == 1 {
         "request"
     } else {
