@@ -5,8 +5,11 @@
 
 use std::collections::HashSet;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use pao::aws::requests_table::RequestTable;
+use pao::aws::submission_limit::SubmissionWindows;
 use pao::requests::fulfillment::Plan;
+use pao::requests::limit::{Admission, SubmissionLimit, Window};
 use pao::requests::{
     AuditEntry, LogEntry, Request, RequestStatus, RequestStore, Requester, Transition,
     TransitionError,
@@ -525,4 +528,69 @@ async fn two_writers_racing_on_one_transition_one_wins() {
     let stored = table.get(&id).await.unwrap().unwrap();
     assert_eq!(stored.version, 2);
     assert_eq!(table.audit(&id).await.unwrap().len(), 2);
+}
+
+/// The submission limit's adapter against the emulator's requests table: its
+/// conditional update admits the limit's number of requests a minute, a
+/// request counted already again, and refuses the next until the minute
+/// ends; the caller's minute is one item that expires by the table's TTL.
+/// (The stack's own limit, 600, is too high to reach cheaply through the
+/// API; the 429 itself is tested in process.)
+#[tokio::test]
+async fn the_submission_limit_counts_a_callers_requests_in_the_table() {
+    let stack = Stack::connect().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&stack.sdk);
+    let limit = SubmissionWindows::new(dynamodb.clone(), env("PAO_REQUESTS_TABLE"), 3);
+    // The few calls below take well under a second: start them early
+    // enough in a minute that they all fall in it.
+    let window = Window::now();
+    if window.retry_after_seconds < 5 {
+        tokio::time::sleep(std::time::Duration::from_secs(u64::from(
+            window.retry_after_seconds,
+        )))
+        .await;
+    }
+    let window = Window::now();
+    let (caller, other) = (developer(), developer());
+    let ids: Vec<String> = (0..3).map(|_| unique("request")).collect();
+    for id in &ids {
+        assert_eq!(limit.admit(&caller, id).await.unwrap(), Admission::Admitted);
+    }
+    assert_eq!(
+        limit.admit(&caller, &ids[0]).await.unwrap(),
+        Admission::Admitted,
+        "a request counted already"
+    );
+    match limit.admit(&caller, &unique("request")).await.unwrap() {
+        Admission::Refused {
+            per_minute,
+            retry_after_seconds,
+        } => {
+            assert_eq!(per_minute, 3);
+            assert!((1..=60).contains(&retry_after_seconds));
+        }
+        Admission::Admitted => panic!("a fourth request in one minute was admitted"),
+    }
+    assert_eq!(
+        limit.admit(&other, &unique("request")).await.unwrap(),
+        Admission::Admitted,
+        "another caller"
+    );
+
+    let item = dynamodb
+        .get_item()
+        .table_name(env("PAO_REQUESTS_TABLE"))
+        .key("pk", AttributeValue::S(format!("RATE#{caller}")))
+        .key("sk", AttributeValue::S(format!("MINUTE#{}", window.minute)))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("GetItem")
+        .item
+        .expect("the caller's minute");
+    assert_eq!(item["requests"].as_ss().map(Vec::len), Ok(3));
+    assert_eq!(
+        item["expires_at"].as_n().map(String::as_str),
+        Ok(window.ends_at.to_string().as_str())
+    );
 }

@@ -151,7 +151,14 @@ class Stack:
         # test that makes a cluster goes through the concurrency cap, and a
         # slot whose holder died (a test stopped mid-way) is free again in
         # a minute rather than fifteen. `--parameter` still overrides both.
-        parameters = {"ConcurrencyCaps": "aws-eks-cluster=1", "SlotLeaseSeconds": "60", **(parameters or {})}
+        # The submission limit is 600 a minute per caller, not the template's
+        # 30: the integration tests act as a fresh user each (and the 100
+        # concurrent retries of one key count once), but schemathesis's three
+        # identities submit as many valid bodies as its cases happen to
+        # produce, a number nobody chose. 600 keeps runs clear of refusals
+        # while every submission still makes the limit's write.
+        parameters = {"ConcurrencyCaps": "aws-eks-cluster=1", "SlotLeaseSeconds": "60",
+                      "SubmissionsPerMinute": "600", **(parameters or {})}
         template = Template(ROOT / "template.yaml", parameters)
         aws_url = f"http://127.0.0.1:{ports.aws}"
         lambda_url = f"http://127.0.0.1:{ports.lambda_}"

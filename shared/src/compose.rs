@@ -21,6 +21,7 @@ use crate::aws::s3::{BucketProbe, CatalogBucket};
 use crate::aws::secrets::Secrets;
 use crate::aws::sfn::{Fulfillment, StateMachineProbe};
 use crate::aws::shared_table::SharedTable;
+use crate::aws::submission_limit::SubmissionWindows;
 use crate::catalog::index::Ingest;
 use crate::catalog::item::ActionType;
 use crate::config::{CatalogConfig, ConfigError, Env, Resources};
@@ -86,12 +87,22 @@ pub struct RequestsSettings {
     pub auth: AuthMode,
     /// Signs JIRA's webhook deliveries; `None` turns the webhook off.
     pub jira_webhook_secret: Option<SecretString>,
+    /// `PAO_SUBMISSIONS_PER_MINUTE`: the new requests one caller may make
+    /// per minute (default 30); 0 turns the limit off.
+    pub submissions_per_minute: u32,
 }
 
 /// A webhook secret shorter than this would be guessable.
 const MIN_WEBHOOK_SECRET: usize = 16;
 
+/// The most new requests per caller and minute the limit can count: a
+/// caller's minute is one item of the requests table, which holds at most
+/// 400 KB (a request's digest takes 16 bytes of it).
+const MAX_SUBMISSIONS_PER_MINUTE: u64 = 10_000;
+
 impl RequestsSettings {
+    pub const SUBMISSIONS_PER_MINUTE: &'static str = "PAO_SUBMISSIONS_PER_MINUTE";
+
     pub fn read<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         let secret = SecretString::from(env.or("PAO_JIRA_WEBHOOK_SECRET", ""));
         let length = secret.expose_secret().len();
@@ -104,6 +115,16 @@ impl RequestsSettings {
                 ),
             });
         }
+        let per_minute = env.number(Self::SUBMISSIONS_PER_MINUTE, 30)?;
+        let submissions_per_minute = u32::try_from(per_minute)
+            .ok()
+            .filter(|_| per_minute <= MAX_SUBMISSIONS_PER_MINUTE)
+            .ok_or_else(|| ConfigError::Invalid {
+                name: Self::SUBMISSIONS_PER_MINUTE,
+                reason: format!(
+                    "at most {MAX_SUBMISSIONS_PER_MINUTE} new requests per minute, or 0 for no limit"
+                ),
+            })?;
         Ok(Self {
             requests_table: env.required("PAO_REQUESTS_TABLE")?,
             catalog_table: env.required("PAO_CATALOG_TABLE")?,
@@ -112,6 +133,7 @@ impl RequestsSettings {
             service_group: env.or("PAO_SERVICE_GROUP", "services"),
             auth: AuthMode::parse(env.0(AuthMode::VARIABLE).as_deref())?,
             jira_webhook_secret: (length > 0).then_some(secret),
+            submissions_per_minute,
         })
     }
 }
@@ -121,7 +143,12 @@ pub async fn requests_api() -> Result<RequestsApi, ConfigError> {
     let settings = RequestsSettings::read(&Env::process())?;
     let sdk = crate::aws::sdk_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-    let requests = Requests::new(
+    let limit = SubmissionWindows::new(
+        dynamodb.clone(),
+        settings.requests_table.clone(),
+        settings.submissions_per_minute,
+    );
+    let mut requests = Requests::new(
         Arc::new(RequestTable::new(dynamodb.clone(), settings.requests_table)),
         Arc::new(CatalogTable::new(dynamodb, settings.catalog_table)),
         Arc::new(Secrets::new(aws_sdk_secretsmanager::Client::new(&sdk))),
@@ -131,6 +158,9 @@ pub async fn requests_api() -> Result<RequestsApi, ConfigError> {
         )),
         settings.admin_group,
     );
+    if settings.submissions_per_minute > 0 {
+        requests = requests.with_limit(Arc::new(limit));
+    }
     Ok(
         RequestsApi::new(requests, settings.auth, settings.service_group)
             .with_jira_secret(settings.jira_webhook_secret),
@@ -400,4 +430,39 @@ pub async fn kubernetes_action() -> Result<Lifecycle, ConfigError> {
     Ok(base
         .lifecycle()
         .with(ActionType::KubernetesDeploy, Arc::new(driver)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(limit: Option<&str>) -> Result<RequestsSettings, ConfigError> {
+        RequestsSettings::read(&Env(|name: &str| {
+            let value = match name {
+                "PAO_REQUESTS_TABLE" => "pao-requests",
+                "PAO_CATALOG_TABLE" => "pao-catalog",
+                "PAO_FULFILLMENT_STATE_MACHINE_ARN" => "arn:sm",
+                RequestsSettings::SUBMISSIONS_PER_MINUTE => limit?,
+                _ => return None,
+            };
+            Some(value.to_string())
+        }))
+    }
+
+    #[test]
+    fn the_submission_limit_is_30_a_minute_unless_set_and_0_turns_it_off() {
+        let per_minute = |limit| settings(limit).unwrap().submissions_per_minute;
+        assert_eq!(per_minute(None), 30);
+        assert_eq!(per_minute(Some("")), 30);
+        assert_eq!(per_minute(Some("600")), 600);
+        assert_eq!(per_minute(Some("0")), 0);
+    }
+
+    #[test]
+    fn a_submission_limit_that_is_no_count_stops_the_start() {
+        for bad in ["thirty", "-1", "1.5", "10001", "99999999999"] {
+            let err = settings(Some(bad)).err().expect(bad).to_string();
+            assert!(err.contains("PAO_SUBMISSIONS_PER_MINUTE"), "{bad}: {err}");
+        }
+    }
 }

@@ -6,6 +6,8 @@ pub mod catalog;
 pub mod health;
 pub mod requests;
 
+use std::num::NonZeroU32;
+
 use lambda_http::http::{header, StatusCode};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -59,6 +61,9 @@ pub struct ApiError {
     pub message: String,
     /// Per-field problems of a submission, when that is what went wrong.
     pub fields: Option<serde_json::Value>,
+    /// Seconds to wait before trying again, sent as `Retry-After` (at
+    /// least 1: 0 would invite a retry at once).
+    pub retry_after_seconds: Option<NonZeroU32>,
 }
 
 #[derive(Serialize)]
@@ -81,6 +86,7 @@ impl ApiError {
             code: "not_found",
             message: message.into(),
             fields: None,
+            retry_after_seconds: None,
         }
     }
 
@@ -90,6 +96,7 @@ impl ApiError {
             code,
             message: message.into(),
             fields: None,
+            retry_after_seconds: None,
         }
     }
 
@@ -99,6 +106,7 @@ impl ApiError {
             code: "bad_request",
             message: message.into(),
             fields: None,
+            retry_after_seconds: None,
         }
     }
 
@@ -108,6 +116,7 @@ impl ApiError {
             code: "unauthenticated",
             message: "sign in: this route needs an authenticated caller".to_string(),
             fields: None,
+            retry_after_seconds: None,
         }
     }
 
@@ -117,6 +126,7 @@ impl ApiError {
             code: "forbidden",
             message: message.into(),
             fields: None,
+            retry_after_seconds: None,
         }
     }
 
@@ -127,6 +137,7 @@ impl ApiError {
             code: "unavailable",
             message: "a service PAO depends on did not answer; try again shortly".to_string(),
             fields: None,
+            retry_after_seconds: None,
         }
     }
 
@@ -136,6 +147,7 @@ impl ApiError {
             code: "internal",
             message: "internal error".to_string(),
             fields: None,
+            retry_after_seconds: None,
         }
     }
 
@@ -148,7 +160,7 @@ impl ApiError {
     }
 
     pub fn into_response(self) -> Response<Body> {
-        json(
+        let mut response = json(
             self.status,
             &ErrorBody {
                 error: ErrorDetail {
@@ -157,7 +169,14 @@ impl ApiError {
                     fields: self.fields.as_ref(),
                 },
             },
-        )
+        );
+        if let Some(seconds) = self.retry_after_seconds {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from(seconds.get()),
+            );
+        }
+        response
     }
 }
 

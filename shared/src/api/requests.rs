@@ -1,5 +1,8 @@
 //! The requests API: submit, list, read, follow and cancel requests. Bad
-//! input is a 4xx with the JSON error shape; someone else's request is 404.
+//! input is a 4xx with the JSON error shape; someone else's request is 404;
+//! a caller over the submission limit gets 429 with `Retry-After`.
+
+use std::num::NonZeroU32;
 
 use lambda_http::http::{header, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -59,6 +62,19 @@ impl From<RequestError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "conflict", err.to_string())
             }
             RequestError::BadInput(message) => ApiError::bad_request(message),
+            err @ RequestError::RateLimited {
+                retry_after_seconds,
+                ..
+            } => ApiError {
+                retry_after_seconds: Some(
+                    NonZeroU32::new(retry_after_seconds).unwrap_or(NonZeroU32::MIN),
+                ),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    err.to_string(),
+                )
+            },
             RequestError::Store(err) => err.into(),
         }
     }
@@ -291,5 +307,100 @@ impl RequestsApi {
             StatusCode::OK,
             &json!({"requests": page.requests, "next_token": page.next}),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::api::test_support::body_json;
+    use crate::requests::service::limit_tests::world;
+
+    /// `POST /api/v1/requests` of the demo item, as `email` in dev mode.
+    fn submission(email: &str, name: &str) -> Request {
+        let path = "/api/v1/requests";
+        let route = "POST /api/v1/requests";
+        let body = json!({"item_id": "demo-item", "fields": {"name": name, "size": 3}});
+        let event = json!({
+            "version": "2.0",
+            "routeKey": route,
+            "rawPath": path,
+            "rawQueryString": "",
+            "headers": {
+                "content-type": "application/json",
+                crate::auth::DEV_USER_HEADER: email,
+                crate::auth::DEV_GROUPS_HEADER: "developers",
+            },
+            "requestContext": {
+                "accountId": "123456789012",
+                "apiId": "local",
+                "domainName": "localhost",
+                "domainPrefix": "localhost",
+                "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1",
+                         "sourceIp": "127.0.0.1", "userAgent": "test"},
+                "requestId": "test",
+                "routeKey": route,
+                "stage": "$default",
+                "time": "23/Nov/2026:12:00:00 +0000",
+                "timeEpoch": 0
+            },
+            "body": body.to_string(),
+            "isBase64Encoded": false
+        });
+        lambda_http::request::from_str(&event.to_string()).expect("a valid HTTP API event")
+    }
+
+    #[test]
+    fn over_the_limit_is_429_with_retry_after_and_the_error_shape() {
+        let response = ApiError::from(RequestError::RateLimited {
+            per_minute: 30,
+            retry_after_seconds: 12,
+        })
+        .into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "12");
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(
+            body_json(&response),
+            json!({"error": {
+                "code": "rate_limited",
+                "message": "at most 30 new requests per minute per caller; try again in 12 s",
+            }})
+        );
+    }
+
+    #[test]
+    fn retry_after_is_never_0() {
+        let response = ApiError::from(RequestError::RateLimited {
+            per_minute: 30,
+            retry_after_seconds: 0,
+        })
+        .into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[tokio::test]
+    async fn a_submission_over_the_callers_limit_is_answered_429() {
+        let world = world(1).await;
+        let api = RequestsApi::new(world.requests, AuthMode::Dev, "services".to_string());
+        let made = api.handle(submission("dev@example.com", "a")).await;
+        assert_eq!(made.status(), StatusCode::ACCEPTED, "{}", body_json(&made));
+        assert!(made.headers().get(header::RETRY_AFTER).is_none());
+
+        let refused = api.handle(submission("dev@example.com", "b")).await;
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        // The world's clock stands 12 s before the next minute.
+        assert_eq!(refused.headers()[header::RETRY_AFTER], "12");
+        let body = body_json(&refused);
+        assert_eq!(body["error"]["code"], "rate_limited");
+        assert_eq!(
+            body["error"]["message"],
+            "at most 1 new request per minute per caller; try again in 12 s"
+        );
+
+        let other = api.handle(submission("other@example.com", "b")).await;
+        assert_eq!(other.status(), StatusCode::ACCEPTED);
     }
 }

@@ -34,6 +34,7 @@ pub mod sdk;
 pub mod secrets;
 pub mod sfn;
 pub mod shared_table;
+pub mod submission_limit;
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};

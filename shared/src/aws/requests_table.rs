@@ -8,7 +8,8 @@
 //! order; `TASK` the task token of its waiting execution;
 //! `IDEMPOTENCY#<caller>#<key>` an idempotency record that expires by TTL.
 //! Index `by-user` lists a user's requests newest first, `by-status` a
-//! status's.
+//! status's. The submission limit keeps its counts in the same table
+//! (`RATE#<caller>`, in `submission_limit.rs`).
 
 use std::collections::HashMap;
 

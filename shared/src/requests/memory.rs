@@ -1,5 +1,6 @@
 //! In-memory stand-ins for the requests side's ports (the requests table,
-//! Secrets Manager, Step Functions), for unit tests only. They keep the
+//! Secrets Manager, Step Functions, the submission limit), for unit tests
+//! only. They keep the
 //! conditional semantics the adapters in `aws/` document, so tests that use
 //! them exercise the same races the real systems see. A configured failure
 //! makes every call fail, as an unreachable system would.
@@ -8,7 +9,7 @@
 //! page limit applying before the filter (a page here is always full unless
 //! it is the last), and the eventual consistency of the listing's indexes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::fulfillment::{ActionRecord, Plan, Resource};
+use super::limit::{Admission, SubmissionLimit, Window};
 use super::{
     AuditEntry, Guard, IdempotencyRecord, ListError, ListQuery, LogEntry, Page, Request,
     RequestStore, SecretStore, TaskOutcome, Transition, TransitionError, Workflow,
@@ -620,6 +622,77 @@ impl Workflow for MemoryWorkflow {
         }
         engine.resumed.push((token.to_string(), outcome.clone()));
         Ok(true)
+    }
+}
+
+// ---------------------------------------------------------------- limit
+
+/// The submission limit, in memory: the same windows as the adapter's, on
+/// the system clock unless a test sets the time.
+pub struct MemoryLimit {
+    per_minute: u32,
+    /// Seconds since the epoch, once a test has set them.
+    clock: Mutex<Option<u64>>,
+    /// The requests counted, by caller and minute.
+    windows: Mutex<HashMap<(String, u64), HashSet<String>>>,
+    failure: Failure,
+}
+
+impl MemoryLimit {
+    pub fn new(per_minute: u32) -> Self {
+        Self {
+            per_minute,
+            clock: Mutex::default(),
+            windows: Mutex::default(),
+            failure: Failure::default(),
+        }
+    }
+
+    /// Makes every call fail with `failure` (or succeed again with `None`).
+    pub fn fail_with(&self, failure: Option<StoreError>) {
+        self.failure.set(failure);
+    }
+
+    /// Stops the clock at `epoch_seconds`, so a test does not straddle two
+    /// minutes.
+    pub fn set_clock(&self, epoch_seconds: u64) {
+        *lock(&self.clock) = Some(epoch_seconds);
+    }
+
+    /// How many requests of `subject` the current minute counts.
+    pub fn counted(&self, subject: &str) -> usize {
+        let window = self.window();
+        lock(&self.windows)
+            .get(&(subject.to_string(), window.minute))
+            .map_or(0, HashSet::len)
+    }
+
+    fn window(&self) -> Window {
+        match *lock(&self.clock) {
+            Some(seconds) => Window::at(seconds),
+            None => Window::now(),
+        }
+    }
+}
+
+#[async_trait]
+impl SubmissionLimit for MemoryLimit {
+    async fn admit(&self, subject: &str, request_id: &str) -> Result<Admission, StoreError> {
+        self.failure.check()?;
+        let window = self.window();
+        let mut windows = lock(&self.windows);
+        let counted = windows
+            .entry((subject.to_string(), window.minute))
+            .or_default();
+        let room = counted.len() < usize::try_from(self.per_minute).unwrap_or(usize::MAX);
+        if counted.contains(request_id) || room {
+            counted.insert(request_id.to_string());
+            return Ok(Admission::Admitted);
+        }
+        Ok(Admission::Refused {
+            per_minute: self.per_minute,
+            retry_after_seconds: window.retry_after_seconds,
+        })
     }
 }
 

@@ -1,11 +1,12 @@
 //! Requests: what a developer submits against a catalog item, its lifecycle,
 //! its audit trail and log, and the ports to the systems a submission
-//! touches (the requests table, Secrets Manager, Step Functions). The SDK
-//! adapters live in `aws/`.
+//! touches (the requests table, Secrets Manager, Step Functions, the
+//! per-caller submission limit). The SDK adapters live in `aws/`.
 
 pub mod engine;
 pub mod fields;
 pub mod fulfillment;
+pub mod limit;
 pub mod memory;
 pub mod service;
 pub mod status;

@@ -13,11 +13,14 @@ use crate::auth::Principal;
 use crate::catalog::index::{CatalogStore, StoreError};
 use crate::clock::now;
 use crate::requests::fields::FieldError;
+use crate::requests::limit::SubmissionLimit;
 use crate::requests::{
     ListError, LogEntry, RequestStatus, RequestStore, SecretStore, TransitionError, Workflow,
 };
 
 mod change;
+#[cfg(test)]
+pub(crate) mod limit_tests;
 mod read;
 mod submit;
 
@@ -33,8 +36,25 @@ pub enum RequestError {
     Finished(RequestStatus),
     #[error("{0}")]
     BadInput(String),
+    #[error(
+        "at most {per_minute} new {} per minute per caller; try again in {retry_after_seconds} s",
+        request_or_requests(.per_minute)
+    )]
+    RateLimited {
+        per_minute: u32,
+        /// 1 to 60.
+        retry_after_seconds: u32,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+fn request_or_requests(count: &u32) -> &'static str {
+    if *count == 1 {
+        "request"
+    } else {
+        "requests"
+    }
 }
 
 impl From<ListError> for RequestError {
@@ -59,6 +79,8 @@ pub struct Requests {
     pub(super) catalog: Arc<dyn CatalogStore>,
     pub(super) secrets: Arc<dyn SecretStore>,
     pub(super) workflow: Arc<dyn Workflow>,
+    /// How many new requests a caller may make per minute; `None`: any.
+    pub(super) limit: Option<Arc<dyn SubmissionLimit>>,
     pub(super) admin_group: String,
     /// Compiled form validators by item content hash.
     pub(super) validators: Mutex<HashMap<String, Arc<Validator>>>,
@@ -77,9 +99,16 @@ impl Requests {
             catalog,
             secrets,
             workflow,
+            limit: None,
             admin_group: admin_group.into(),
             validators: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Limits the new requests each caller may make, by `limit`.
+    pub fn with_limit(mut self, limit: Arc<dyn SubmissionLimit>) -> Self {
+        self.limit = Some(limit);
+        self
     }
 
     pub fn is_admin(&self, caller: &Principal) -> bool {

@@ -7,6 +7,14 @@
 //! Queued if not there yet) and answers with the one request. The key's
 //! record keeps the payload's hash: the same key with another payload is
 //! refused.
+//!
+//! Only a submission that would make a new request counts against the
+//! caller's submission limit: it is counted after the fields are checked
+//! and the key's record says this is no replay of a request made already,
+//! before anything of the request is written. The limit counts a request id
+//! once, so retries of one key in flight at once spend one unit. A refused
+//! submission leaves its key bound to its body, as any use of a key does:
+//! its retry after `Retry-After` sends the same body.
 
 use std::sync::Arc;
 
@@ -20,6 +28,7 @@ use crate::catalog::item::is_item_id;
 use crate::clock::now;
 use crate::requests::fields;
 use crate::requests::fulfillment::Plan;
+use crate::requests::limit::Admission;
 use crate::requests::{
     AuditEntry, IdempotencyRecord, LogEntry, Request, RequestStatus, Requester, Transition,
     TransitionError,
@@ -60,10 +69,16 @@ impl Requests {
                 if standing.payload_hash != payload_hash {
                     return Err(RequestError::KeyReused);
                 }
+                // A replay of a request made already answers with it: nothing
+                // is written again and the limit does not count it.
+                if let Some(request) = self.store.get(&id).await? {
+                    return self.queue(&id, Some(request), caller, true).await;
+                }
                 id
             }
             None => uuid::Uuid::now_v7().to_string(),
         };
+        self.admit(caller, &id).await?;
         let mut stored = values.clone();
         let mut secret_fields = Vec::new();
         for (field, value) in fields::passwords(&published.item, &values) {
@@ -133,6 +148,27 @@ impl Requests {
         let known = created.then_some(request);
         self.queue(&id, known, caller, submission.idempotency_key.is_some())
             .await
+    }
+
+    /// Counts the new request `id` against the caller's limit, if there is
+    /// one.
+    async fn admit(&self, caller: &Principal, id: &str) -> Result<(), RequestError> {
+        let Some(limit) = &self.limit else {
+            return Ok(());
+        };
+        match limit.admit(&caller.subject, id).await? {
+            Admission::Admitted => Ok(()),
+            Admission::Refused {
+                per_minute,
+                retry_after_seconds,
+            } => {
+                tracing::info!(per_minute, retry_after_seconds, "submission over the limit");
+                Err(RequestError::RateLimited {
+                    per_minute,
+                    retry_after_seconds,
+                })
+            }
+        }
     }
 
     /// Starts the execution of a Validated request and moves it to Queued;
