@@ -54,6 +54,12 @@ fn call(server: &MockServer) -> Call {
     }
 }
 
+/// A target of its own: wiremock's pooled servers come back with the port
+/// of an earlier test, whose breaker (in the shared table) may be open.
+async fn fresh_server() -> MockServer {
+    MockServer::builder().start().await
+}
+
 async fn answering(server: &MockServer, status: u16) {
     server.reset().await;
     Mock::given(method("GET"))
@@ -70,7 +76,7 @@ async fn calls_received(server: &MockServer) -> usize {
 #[tokio::test]
 async fn a_target_that_keeps_failing_opens_its_breaker_for_every_instance_and_a_probe_closes_it() {
     let stack = Stack::connect().await;
-    let server = MockServer::start().await;
+    let server = fresh_server().await;
     answering(&server, 503).await;
     let (one, two) = (instance(&stack), instance(&stack));
 
@@ -110,7 +116,7 @@ async fn a_target_that_keeps_failing_opens_its_breaker_for_every_instance_and_a_
 #[tokio::test]
 async fn a_probe_that_fails_opens_the_breaker_again() {
     let stack = Stack::connect().await;
-    let server = MockServer::start().await;
+    let server = fresh_server().await;
     answering(&server, 500).await;
     let client = instance(&stack);
     for _ in 0..3 {
@@ -126,6 +132,91 @@ async fn a_probe_that_fails_opens_the_breaker_again() {
         Err(EgressError::Open(_))
     ));
     assert_eq!(calls_received(&server).await, 4);
+}
+
+fn failing_item(id: &str, base: &str) -> String {
+    format!(
+        r#"schema_version: 2
+header:
+  id: {id}
+  name: Breaker test
+  version: 1.0.0
+  owner: team-a
+  category: tests
+  description: One call to a service that keeps failing.
+  tags: [test]
+presentation:
+  fields:
+    - {{id: name, type: string, label: Name, default: "x"}}
+fulfillment:
+  mode: automated
+  manual:
+    jira: {{project: OPS, issue_type: Task, summary: "Build it by hand"}}
+  automated:
+    actions:
+      - id: create
+        type: rest-api
+        retry: {{max_attempts: 7, interval_seconds: 1, backoff_rate: 1.0}}
+        config:
+          method: POST
+          url: "{base}/things"
+          success_codes: [201]
+"#
+    )
+}
+
+/// Through the stack: the http-action function's breaker (the stack's
+/// defaults: 5 failures within 60 s open it for 30 s). The action's sixth
+/// attempt is refused without reaching the target, says so in the request's
+/// log, and waits for the breaker rather than its own backoff.
+#[tokio::test]
+async fn a_request_whose_target_keeps_failing_shows_the_open_breaker_in_its_log() {
+    let portal = Portal::new(&["developers"]).await;
+    let server = fresh_server().await;
+    Mock::given(method("POST"))
+        .and(path("/things"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+    let item = unique("breaker");
+    portal
+        .publish(&item, failing_item(&item, &server.uri()))
+        .await;
+    let id = portal.submit(&item, json!({})).await;
+
+    let mut logs = Vec::new();
+    for _ in 0..120 {
+        logs = portal.logs(&id).await;
+        if logs.iter().any(|line| line.contains("circuit breaker")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let open = logs
+        .iter()
+        .find(|line| line.contains("circuit breaker"))
+        .unwrap_or_else(|| panic!("no breaker in the log: {logs:#?}"));
+    let target = server.uri().trim_start_matches("http://").to_string();
+    assert!(
+        open.starts_with("create: ")
+            && open.contains(&format!(
+                "the circuit breaker for {target} is open after 5 failures"
+            ))
+            && open.contains("not called"),
+        "{open}"
+    );
+    // Waiting for the breaker (up to 30 s), not the action's 1 s backoff.
+    let waited: u32 = open
+        .rsplit_once("trying again in ")
+        .and_then(|(_, rest)| rest.trim_end_matches(" s").parse().ok())
+        .unwrap_or_else(|| panic!("a wait in {open}"));
+    assert!((2..=30).contains(&waited), "{open}");
+    assert_eq!(calls_received(&server).await, 5);
+    let now = status(&portal, &id).await;
+    assert_eq!(now["status"], "InProgress", "{now}");
+    let path = format!("/api/v1/requests/{id}");
+    let (cancelled, body) = portal.call(reqwest::Method::DELETE, &path, None).await;
+    assert!(cancelled.is_success(), "{body}");
 }
 
 // ---------------------------------------------------------------- concurrency cap
