@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use pao_integration::leftovers::{leftovers, snapshots};
 use pao_integration::portal::Portal;
-use pao_integration::{env, unique};
+use pao_integration::{automated_item, env, unique};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -17,28 +17,7 @@ const GROUPS: &[&str] = &["developers"];
 const LIMIT: Duration = Duration::from_secs(240);
 
 fn native_stack(id: &str) -> String {
-    format!(
-        r#"schema_version: 2
-header:
-  id: {id}
-  name: Native stack test
-  version: 1.0.0
-  owner: team-a
-  category: tests
-  description: A network, a database and its secret, and a cluster with a node group.
-  tags: [test]
-presentation:
-  fields:
-    - {{id: db_status, type: string, label: Injected database status, default: ""}}
-    - {{id: cluster_status, type: string, label: Injected cluster status, default: ""}}
-    - {{id: nodegroup_status, type: string, label: Injected node group status, default: ""}}
-fulfillment:
-  mode: automated
-  manual:
-    jira: {{project: OPS, issue_type: Task, summary: "Build it by hand"}}
-  automated:
-    actions:
-      - id: network
+    let actions = r#"      - id: network
         type: aws-network
         config:
           cidr_block: 10.60.0.0/16
@@ -46,7 +25,7 @@ fulfillment:
           public_subnets: true
           nat_gateway: single
           flow_logs: false
-          tags: {{app: native-test}}
+          tags: {app: native-test}
       - id: database
         type: aws-rds-postgres
         depends_on: [network]
@@ -57,28 +36,28 @@ fulfillment:
           db_name: app
           master_username: app_admin
           deletion_protection: true
-          subnet_ids: "{{{{response.network.private_subnet_ids}}}}"
-          vpc_security_group_ids: ["{{{{response.network.database_security_group_id}}}}"]
-          parameters: {{log_min_duration_statement: "500"}}
-          tags: {{app: native-test, "emulator:db-status": "{{{{fields.db_status}}}}"}}
-        retry: {{max_attempts: 2, interval_seconds: 1, backoff_rate: 1.0}}
+          subnet_ids: "{{response.network.private_subnet_ids}}"
+          vpc_security_group_ids: ["{{response.network.database_security_group_id}}"]
+          parameters: {log_min_duration_statement: "500"}
+          tags: {app: native-test, "emulator:db-status": "{{fields.db_status}}"}
+        retry: {max_attempts: 2, interval_seconds: 1, backoff_rate: 1.0}
       - id: app_secret
         type: aws-secret
         depends_on: [database]
         config:
-          name: "it/{{{{request.id}}}}/secret-key"
-          description: "Signing key, request {{{{request.id}}}}"
-          generate: {{length: 48, exclude_characters: "\"'\\`"}}
-          rotation: {{enabled: true, schedule_days: 30}}
-          tags: {{app: native-test}}
+          name: "it/{{request.id}}/secret-key"
+          description: "Signing key, request {{request.id}}"
+          generate: {length: 48, exclude_characters: "\"'\\`"}
+          rotation: {enabled: true, schedule_days: 30}
+          tags: {app: native-test}
       - id: cluster
         type: aws-eks-cluster
         depends_on: [network]
         config:
-          name: "pao-{{{{request.id}}}}"
+          name: "pao-{{request.id}}"
           kubernetes_version: "1.31"
-          subnet_ids: "{{{{response.network.private_subnet_ids}}}}"
-          security_group_ids: ["{{{{response.network.security_group_id}}}}"]
+          subnet_ids: "{{response.network.private_subnet_ids}}"
+          security_group_ids: ["{{response.network.security_group_id}}"]
           endpoint_private_access: true
           endpoint_public_access: true
           public_access_cidrs: ["203.0.113.0/24"]
@@ -92,9 +71,14 @@ fulfillment:
               disk_size_gb: 20
           tags:
             app: native-test
-            "emulator:cluster-status": "{{{{fields.cluster_status}}}}"
-            "emulator:nodegroup-status": "{{{{fields.nodegroup_status}}}}"
-"#
+            "emulator:cluster-status": "{{fields.cluster_status}}"
+            "emulator:nodegroup-status": "{{fields.nodegroup_status}}"
+"#;
+    automated_item(
+        id,
+        "A network, a database and its secret, and a cluster with a node group.",
+        &["db_status", "cluster_status", "nodegroup_status"],
+        actions,
     )
 }
 

@@ -16,7 +16,7 @@ use pao::protect::breaker::{self, Breakers};
 use pao::protect::slots::{self, Slot, Slots};
 use pao::protect::system_clock;
 use pao_integration::portal::Portal;
-use pao_integration::{env, unique, Stack};
+use pao_integration::{automated_item, env, unique, Stack};
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -135,26 +135,8 @@ async fn a_probe_that_fails_opens_the_breaker_again() {
 }
 
 fn failing_item(id: &str, base: &str) -> String {
-    format!(
-        r#"schema_version: 2
-header:
-  id: {id}
-  name: Breaker test
-  version: 1.0.0
-  owner: team-a
-  category: tests
-  description: One call to a service that keeps failing.
-  tags: [test]
-presentation:
-  fields:
-    - {{id: name, type: string, label: Name, default: "x"}}
-fulfillment:
-  mode: automated
-  manual:
-    jira: {{project: OPS, issue_type: Task, summary: "Build it by hand"}}
-  automated:
-    actions:
-      - id: create
+    let actions = format!(
+        r#"      - id: create
         type: rest-api
         retry: {{max_attempts: 7, interval_seconds: 1, backoff_rate: 1.0}}
         config:
@@ -162,6 +144,12 @@ fulfillment:
           url: "{base}/things"
           success_codes: [201]
 "#
+    );
+    automated_item(
+        id,
+        "One call to a service that keeps failing.",
+        &["note"],
+        &actions,
     )
 }
 
@@ -224,26 +212,7 @@ async fn a_request_whose_target_keeps_failing_shows_the_open_breaker_in_its_log(
 const LIMIT: Duration = Duration::from_secs(240);
 
 fn cluster_item(id: &str) -> String {
-    format!(
-        r#"schema_version: 2
-header:
-  id: {id}
-  name: Capped cluster test
-  version: 1.0.0
-  owner: team-a
-  category: tests
-  description: A network and a cluster with a node group.
-  tags: [test]
-presentation:
-  fields:
-    - {{id: note, type: string, label: Note, default: ""}}
-fulfillment:
-  mode: automated
-  manual:
-    jira: {{project: OPS, issue_type: Task, summary: "Build it by hand"}}
-  automated:
-    actions:
-      - id: network
+    let actions = r#"      - id: network
         type: aws-network
         config:
           cidr_block: 10.70.0.0/16
@@ -255,13 +224,18 @@ fulfillment:
         type: aws-eks-cluster
         depends_on: [network]
         config:
-          name: "pao-{{{{request.id}}}}"
+          name: "pao-{{request.id}}"
           kubernetes_version: "1.31"
-          subnet_ids: "{{{{response.network.private_subnet_ids}}}}"
-          security_group_ids: ["{{{{response.network.security_group_id}}}}"]
+          subnet_ids: "{{response.network.private_subnet_ids}}"
+          security_group_ids: ["{{response.network.security_group_id}}"]
           node_groups:
-            - {{name: general, instance_types: [m6i.large], min_size: 1, max_size: 1, desired_size: 1}}
-"#
+            - {name: general, instance_types: [m6i.large], min_size: 1, max_size: 1, desired_size: 1}
+"#;
+    automated_item(
+        id,
+        "A network and a cluster with a node group.",
+        &["note"],
+        actions,
     )
 }
 

@@ -116,6 +116,15 @@ impl ActionError {
         }
     }
 
+    /// The wait and the message of a failure that said when to try
+    /// again, or the failure itself.
+    pub fn into_wait(self) -> Result<(u32, String), Self> {
+        match self.asked_wait() {
+            Some(seconds) => Ok((seconds, self.to_string())),
+            None => Err(self),
+        }
+    }
+
     pub fn is_fatal(&self) -> bool {
         self.name() == "Fatal"
     }

@@ -170,3 +170,24 @@ pub fn pairs(list: &serde_json::Value, a: &str, b: &str, separator: &str) -> Vec
         })
         .unwrap_or_default()
 }
+
+/// The YAML of an automated catalog item for a test: its text `fields`
+/// (empty by default; at least one, as every item has a form) and its `actions`, YAML indented as the list under
+/// `fulfillment.automated.actions` (six spaces).
+pub fn automated_item(id: &str, description: &str, fields: &[&str], actions: &str) -> String {
+    let fields: String = fields
+        .iter()
+        .map(|field| {
+            format!("    - {{id: {field}, type: string, label: {field}, default: \"\"}}\n")
+        })
+        .collect();
+    format!(
+        "schema_version: 2\n\
+         header:\n  id: {id}\n  name: {id}\n  version: 1.0.0\n  owner: team-a\n  category: tests\n  \
+         description: {description}\n  tags: [test]\n\
+         presentation:\n  fields:\n{fields}\
+         fulfillment:\n  mode: automated\n  manual:\n    \
+         jira: {{project: OPS, issue_type: Task, summary: \"Build it by hand\"}}\n  \
+         automated:\n    actions:\n{actions}"
+    )
+}

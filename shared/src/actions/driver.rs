@@ -33,13 +33,11 @@ impl Progress {
     /// breaker) waited out as a poll, which spends none of the action's
     /// retries; any other failure as it is.
     pub fn waiting_out(err: ActionError) -> Result<Self, ActionError> {
-        match err.asked_wait() {
-            Some(seconds) => Ok(Self::Wait {
-                seconds,
-                waiting_for: err.to_string(),
-            }),
-            None => Err(err),
-        }
+        let (seconds, waiting_for) = err.into_wait()?;
+        Ok(Self::Wait {
+            seconds,
+            waiting_for,
+        })
     }
 }
 
@@ -57,13 +55,11 @@ pub enum Undone {
 impl Undone {
     /// As [`Progress::waiting_out`], while undoing.
     pub fn waiting_out(err: ActionError) -> Result<Self, ActionError> {
-        match err.asked_wait() {
-            Some(seconds) => Ok(Self::Wait {
-                seconds,
-                waiting_for: err.to_string(),
-            }),
-            None => Err(err),
-        }
+        let (seconds, waiting_for) = err.into_wait()?;
+        Ok(Self::Wait {
+            seconds,
+            waiting_for,
+        })
     }
 }
 

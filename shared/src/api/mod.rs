@@ -199,12 +199,24 @@ pub(crate) mod test_support {
 
     /// An HTTP API (payload 2.0) event for `method path`, matched to `route`.
     pub fn request(method: &str, path: &str, route: &str) -> Request {
-        let event = serde_json::json!({
+        let headers = serde_json::json!({"accept": "application/json"});
+        request_with(method, path, route, headers, None)
+    }
+
+    /// The same with `headers` and a `body`.
+    pub fn request_with(
+        method: &str,
+        path: &str,
+        route: &str,
+        headers: serde_json::Value,
+        body: Option<&str>,
+    ) -> Request {
+        let mut event = serde_json::json!({
             "version": "2.0",
             "routeKey": route,
             "rawPath": path,
             "rawQueryString": "",
-            "headers": {"accept": "application/json"},
+            "headers": headers,
             "requestContext": {
                 "accountId": "123456789012",
                 "apiId": "local",
@@ -220,6 +232,9 @@ pub(crate) mod test_support {
             },
             "isBase64Encoded": false
         });
+        if let Some(body) = body {
+            event["body"] = serde_json::Value::from(body);
+        }
         lambda_http::request::from_str(&event.to_string()).expect("a valid HTTP API event")
     }
 

@@ -315,7 +315,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::api::test_support::body_json;
+    use crate::api::test_support::{body_json, request_with};
     use crate::requests::service::limit_tests::world;
 
     /// `POST /api/v1/requests` of the demo item, as `email` in dev mode.
@@ -323,33 +323,12 @@ mod tests {
         let path = "/api/v1/requests";
         let route = "POST /api/v1/requests";
         let body = json!({"item_id": "demo-item", "fields": {"name": name, "size": 3}});
-        let event = json!({
-            "version": "2.0",
-            "routeKey": route,
-            "rawPath": path,
-            "rawQueryString": "",
-            "headers": {
-                "content-type": "application/json",
-                crate::auth::DEV_USER_HEADER: email,
-                crate::auth::DEV_GROUPS_HEADER: "developers",
-            },
-            "requestContext": {
-                "accountId": "123456789012",
-                "apiId": "local",
-                "domainName": "localhost",
-                "domainPrefix": "localhost",
-                "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1",
-                         "sourceIp": "127.0.0.1", "userAgent": "test"},
-                "requestId": "test",
-                "routeKey": route,
-                "stage": "$default",
-                "time": "23/Nov/2026:12:00:00 +0000",
-                "timeEpoch": 0
-            },
-            "body": body.to_string(),
-            "isBase64Encoded": false
+        let headers = json!({
+            "content-type": "application/json",
+            crate::auth::DEV_USER_HEADER: email,
+            crate::auth::DEV_GROUPS_HEADER: "developers",
         });
-        lambda_http::request::from_str(&event.to_string()).expect("a valid HTTP API event")
+        request_with("POST", path, route, headers, Some(&body.to_string()))
     }
 
     #[test]
