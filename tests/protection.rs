@@ -301,7 +301,7 @@ async fn with_a_cap_of_one_two_cluster_requests_run_one_after_the_other_and_both
         assert_eq!(cluster["status"], "Running", "{cluster}");
         let why = cluster["waiting_for"].as_str().unwrap_or_default();
         assert!(
-            why.contains("at most 1 aws-eks-cluster") && why.contains("elsewhere"),
+            why.contains("at most 1 aws-eks-cluster") && why.contains("1 other request(s)"),
             "{why}"
         );
         let now = status(&portal, id).await;

@@ -74,12 +74,14 @@ pub enum ActionError {
     Fatal(String),
     /// A Retryable or Throttled failure that knows when to try again: the
     /// other side said (`Retry-After`, a rate limit's reset), or the
-    /// target's circuit breaker is open until then. Step Functions sees the
-    /// name of the error it carries.
+    /// target's circuit breaker is open until then, in which case the call
+    /// was not made (`called: false`). Step Functions sees the name of the
+    /// error it carries.
     #[error("{error}")]
     After {
         error: Box<ActionError>,
         seconds: u32,
+        called: bool,
     },
 }
 
@@ -104,8 +106,25 @@ impl ActionError {
             error => Self::After {
                 error: Box::new(error),
                 seconds: seconds.max(1),
+                called: true,
             },
         }
+    }
+
+    /// A call that was not made (the target's breaker is open), to be made
+    /// in `seconds`.
+    pub fn not_called(message: String, seconds: u32) -> Self {
+        Self::After {
+            error: Box::new(Self::Retryable(message)),
+            seconds: seconds.max(1),
+            called: false,
+        }
+    }
+
+    /// Whether the failed call reached the other side, or was at least
+    /// attempted: all but an open breaker's refusals.
+    pub fn was_called(&self) -> bool {
+        !matches!(self, Self::After { called: false, .. })
     }
 
     /// How long the other side (or an open breaker) asked to wait, if it said.
@@ -140,9 +159,14 @@ impl ActionError {
             Self::Retryable(message) => Self::Retryable(f(&message)),
             Self::Throttled(message) => Self::Throttled(f(&message)),
             Self::Fatal(message) => Self::Fatal(f(&message)),
-            Self::After { error, seconds } => Self::After {
+            Self::After {
+                error,
+                seconds,
+                called,
+            } => Self::After {
                 error: Box::new(error.map_message(f)),
                 seconds,
+                called,
             },
         }
     }
@@ -200,14 +224,18 @@ mod tests {
         assert_eq!(limited.name(), "Throttled");
         assert!(limited.is_throttled() && !limited.is_fatal());
         assert_eq!(limited.asked_wait(), Some(17));
+        assert!(limited.was_called());
         assert_eq!(limited.to_string(), "GitHub: rate limited");
         assert_eq!(Diagnostic::from(limited.clone()).error_type, "Throttled");
         // A later wait replaces an earlier one; the message can be blanked.
         let again = limited.after(3).map_message(|m| m.replace("GitHub", "***"));
         assert_eq!(again.asked_wait(), Some(3));
         assert_eq!(again.to_string(), "***: rate limited");
-        let open = ActionError::Retryable("breaker open".into()).after(0);
+        let open = ActionError::not_called("breaker open".into(), 0);
         assert_eq!((open.name(), open.asked_wait()), ("Retryable", Some(1)));
+        assert!(!open.was_called());
+        assert!(!open.clone().map_message(str::to_uppercase).was_called());
+        assert!(ActionError::Fatal("x".into()).was_called());
         // Nothing to wait for on a fatal error.
         let fatal = ActionError::Fatal("no".into()).after(5);
         assert_eq!(fatal.asked_wait(), None);

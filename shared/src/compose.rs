@@ -216,12 +216,25 @@ impl ActionSettings {
     pub const MAX_WAIT: &'static str = "PAO_MAX_WAIT_SECONDS";
 
     pub fn read<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
-        let max_wait = env.number(Self::MAX_WAIT, 300)?;
+        let max_wait = env.number(Self::MAX_WAIT, 300)?.clamp(1, 3600);
+        let slots = slots::Settings::read(env)?;
+        // Every call renews a slot's lease: it must outlast the longest
+        // wait between two calls, or a capped action loses its slot.
+        if !slots.caps.is_empty() && slots.lease <= 2 * max_wait {
+            return Err(ConfigError::Invalid {
+                name: "PAO_SLOT_LEASE_SECONDS",
+                reason: format!(
+                    "{} s must be more than twice {} ({max_wait} s)",
+                    slots.lease,
+                    Self::MAX_WAIT
+                ),
+            });
+        }
         Ok(Self {
             requests_table: env.required("PAO_REQUESTS_TABLE")?,
             template_env: TemplateEnv::from_env(&env.0)?,
-            max_wait_seconds: u32::try_from(max_wait.clamp(1, 3600)).unwrap_or(300),
-            slots: slots::Settings::read(env)?,
+            max_wait_seconds: u32::try_from(max_wait).unwrap_or(300),
+            slots,
         })
     }
 }
@@ -464,5 +477,39 @@ mod tests {
             let err = settings(Some(bad)).err().expect(bad).to_string();
             assert!(err.contains("PAO_SUBMISSIONS_PER_MINUTE"), "{bad}: {err}");
         }
+    }
+
+    fn action_settings(vars: &[(&str, &str)]) -> Result<ActionSettings, ConfigError> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain([("PAO_REQUESTS_TABLE".to_string(), "pao-requests".to_string())])
+            .collect();
+        ActionSettings::read(&Env(move |name: &str| {
+            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        }))
+    }
+
+    #[test]
+    fn a_slot_lease_that_a_wait_between_polls_could_outlast_stops_the_start() {
+        let caps = ("PAO_CONCURRENCY_CAPS", "aws-eks-cluster=1");
+        let deployed = action_settings(&[caps]).unwrap();
+        assert_eq!(
+            (deployed.slots.lease, deployed.max_wait_seconds),
+            (900, 300)
+        );
+        let err = action_settings(&[caps, ("PAO_SLOT_LEASE_SECONDS", "600")])
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(err.contains("PAO_SLOT_LEASE_SECONDS"), "{err}");
+        let local = [
+            caps,
+            ("PAO_SLOT_LEASE_SECONDS", "60"),
+            (ActionSettings::MAX_WAIT, "1"),
+        ];
+        assert!(action_settings(&local).is_ok());
+        // Without caps there is no lease to keep.
+        assert!(action_settings(&[("PAO_SLOT_LEASE_SECONDS", "60")]).is_ok());
     }
 }

@@ -17,7 +17,7 @@ use thiserror::Error;
 
 use crate::action::ActionError;
 use crate::config::ConfigError;
-use crate::protect::breaker::{Breakers, Open};
+use crate::protect::breaker::{Breakers, Open, Outcome};
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The most of a response body read; the rest is not waited for.
@@ -163,8 +163,10 @@ impl EgressError {
     pub fn into_action(self, described: &str) -> ActionError {
         match self {
             Self::Refused(reason) => ActionError::Fatal(format!("{described}: {reason}")),
-            Self::Open(open) => ActionError::Retryable(format!("{described}: {open}"))
-                .after(u32::try_from(open.seconds).unwrap_or(u32::MAX)),
+            Self::Open(open) => ActionError::not_called(
+                format!("{described}: {open}"),
+                u32::try_from(open.seconds).unwrap_or(u32::MAX),
+            ),
             other => ActionError::Retryable(format!("{described}: {other}")),
         }
     }
@@ -245,12 +247,15 @@ impl Egress {
         );
         let ticket = breakers.admit(&target).await.map_err(EgressError::Open)?;
         let outcome = self.call(url, call).await;
-        let failed = match &outcome {
-            Ok(reply) => reply.status.is_server_error(),
-            Err(EgressError::Timeout(_) | EgressError::Connection(_)) => true,
-            Err(_) => false,
+        let verdict = match &outcome {
+            Ok(reply) if reply.status.is_server_error() => Outcome::Failed,
+            Ok(_) => Outcome::Succeeded,
+            Err(EgressError::Timeout(_) | EgressError::Connection(_)) => Outcome::Failed,
+            // Refused before it left (a name resolving only to internal
+            // addresses): the target said nothing either way.
+            Err(_) => Outcome::NotCalled,
         };
-        breakers.settle(ticket, !failed).await;
+        breakers.settle(ticket, verdict).await;
         outcome
     }
 

@@ -161,6 +161,10 @@ impl Lifecycle {
     #[tracing::instrument(skip(self, input), fields(request_id = %input.request_id, action_id = %input.action_id, op = ?input.op))]
     pub async fn run(&self, input: ActionInput) -> Result<ActionOutput, ActionError> {
         let job = self.job(&input).await?;
+        if job.request.status == RequestStatus::Cancelled && input.op != Op::Compensate {
+            self.give_back(&job).await;
+            return Err(ActionError::Fatal("the request was cancelled".to_string()));
+        }
         let driver = self.drivers.get(&job.action.kind).ok_or_else(|| {
             ActionError::Fatal(format!(
                 "this action function does not run {} actions",
@@ -197,9 +201,6 @@ impl Lifecycle {
             .get(id)
             .await?
             .ok_or_else(|| ActionError::Fatal(format!("request {id} does not exist")))?;
-        if request.status == RequestStatus::Cancelled && input.op != Op::Compensate {
-            return Err(ActionError::Fatal("the request was cancelled".to_string()));
-        }
         let plan =
             self.store.plan(id).await?.ok_or_else(|| {
                 ActionError::Fatal(format!("request {id} has no fulfillment plan"))
@@ -269,11 +270,11 @@ impl Lifecycle {
                 failed.status = ActionStatus::Failed;
                 failed.error = Some(message.clone());
                 failed.finished_at = Some(now());
+                self.give_back(job).await;
                 self.store
                     .put_action(id, &failed, Guard::Is(ActionStatus::Running))
                     .await?;
                 self.log(id, action_id, "error", &message).await?;
-                self.give_back(job).await;
                 return Err(ActionError::Fatal(format!("{action_id}: {message}")));
             }
         }
@@ -303,6 +304,7 @@ impl Lifecycle {
             .await?
         {
             // Succeeded meanwhile (a duplicate delivery): answer as it did.
+            self.give_back(job).await;
             let records = self.store.actions(id).await?;
             let outputs = responses(&records)
                 .get(action_id)
@@ -356,11 +358,11 @@ impl Lifecycle {
                 record.outputs = outputs.values.clone();
                 record.secret_outputs = outputs.secret;
                 record.waiting_for = None;
+                self.give_back(job).await;
                 self.store
                     .put_action(id, &record, Guard::Is(ActionStatus::Running))
                     .await?;
                 self.log(id, action_id, "info", "succeeded").await?;
-                self.give_back(job).await;
                 Ok(ActionOutput::done(outputs.values))
             }
             Ok(Progress::Wait {
@@ -382,18 +384,27 @@ impl Lifecycle {
             }
             Err(err) => {
                 let policy = job.action.retry.clone().unwrap_or_default();
-                record.failures += 1;
+                // A call an open breaker refused was never made: it spends
+                // none of the action's attempts.
+                if err.was_called() {
+                    record.failures += 1;
+                }
                 // At least as long as the other side (or an open breaker)
-                // asked, when it said.
+                // asked, when it said; never so long that a slot's lease
+                // lapses between two calls.
                 let retry = if err.is_fatal() {
                     None
+                } else if !err.was_called() {
+                    err.asked_wait()
                 } else {
                     backoff(&policy, record.failures, err.is_throttled())
                         .map(|wait| wait.max(err.asked_wait().unwrap_or(0)))
-                };
+                }
+                .map(|wait| wait.min(self.longest_wait(job)));
                 record.status = if retry.is_some() {
                     ActionStatus::Running
                 } else {
+                    self.give_back(job).await;
                     ActionStatus::Failed
                 };
                 record.error = Some(err.to_string());
@@ -413,7 +424,6 @@ impl Lifecycle {
                             format!("gave up after {} attempts: {err}", record.failures)
                         };
                         self.log(id, action_id, "error", &message).await?;
-                        self.give_back(job).await;
                         Err(ActionError::Fatal(format!("{action_id}: {message}")))
                     }
                 }
@@ -450,20 +460,19 @@ impl Lifecycle {
             // back its polls would not spare the account anything.
             return Ok(None);
         }
-        let requests: Vec<&str> = holders
-            .iter()
-            .map(|h| h.split_once('#').map_or(h.as_str(), |(request, _)| request))
-            .collect();
+        // Other requests are counted, never named: they may be anyone's.
         let waiting_for = format!(
             "a slot: at most {cap} {} action(s) run at once across all requests, \
-             held now by request(s) {}",
+             and {} other request(s) hold them",
             kind.name(),
-            requests.join(", ")
+            holders.len()
         );
         let wait = SLOT_WAIT.min(self.max_wait_seconds);
         let changed = !record.queued;
         record.queued = true;
         record.started_at = now();
+        // Waiting, not calling: nothing is under way for an undo to wait for.
+        record.finished_at = Some(now());
         record.waiting_for = Some(waiting_for.clone());
         self.store
             .put_action(id, record, Guard::Is(ActionStatus::Running))
@@ -473,6 +482,15 @@ impl Lifecycle {
             self.log(id, action_id, "info", &message).await?;
         }
         Ok(Some(ActionOutput::wait(wait)))
+    }
+
+    /// The longest wait between two calls of the action: a capped type's
+    /// must stay well inside its slot's lease, which each call renews.
+    fn longest_wait(&self, job: &Job) -> u32 {
+        self.slots
+            .as_ref()
+            .and_then(|slots| slots.longest_wait(job.action.kind))
+            .unwrap_or(u32::MAX)
     }
 
     /// Gives back the action's slot, if its type is capped. A failure only

@@ -465,6 +465,20 @@ async fn a_throttled_call_waits_twice_as_long() {
 }
 
 #[tokio::test]
+async fn a_call_an_open_breaker_refused_spends_no_attempt() {
+    let h = automated(json!({"retry": {"max_attempts": 1}})).await;
+    let open = "POST https://hooks.example.com: the circuit breaker is open";
+    h.driver
+        .then(Err(ActionError::not_called(open.to_string(), 20)))
+        .then(done(json!({"ok": true})));
+
+    assert_eq!(wait_of(&h.run(Op::Start).await.unwrap()), 20);
+    let record = h.record().await;
+    assert_eq!((record.status, record.failures), (ActionStatus::Running, 0));
+    assert!(h.run(Op::Start).await.unwrap().done);
+}
+
+#[tokio::test]
 async fn a_failure_that_says_when_waits_at_least_that_long() {
     let h = automated(
         json!({"retry": {"max_attempts": 3, "interval_seconds": 2, "backoff_rate": 2.0}}),
@@ -486,7 +500,11 @@ async fn a_failure_that_says_when_waits_at_least_that_long() {
 /// The harness with the webhook type capped at `cap`, and the slots, to
 /// stand for other requests holding them.
 async fn capped(cap: u32) -> (Harness, Arc<Slots>) {
-    let mut h = automated(json!({"timeout_seconds": 3600})).await;
+    capped_with(cap, json!({"timeout_seconds": 3600})).await
+}
+
+async fn capped_with(cap: u32, extra: Value) -> (Harness, Arc<Slots>) {
+    let mut h = automated(extra).await;
     let slots = Arc::new(Slots::new(
         Arc::new(crate::protect::memory::MemoryShared::default()),
         crate::protect::slots::Settings {
@@ -525,15 +543,20 @@ async fn over_its_types_cap_an_action_waits_saying_why_and_starts_when_a_slot_fr
     let record = h.record().await;
     assert_eq!(record.status, ActionStatus::Running);
     assert!(record.queued);
+    // Waiting is no call under way: an undo need not wait for it.
+    assert!(!record.in_flight(), "{record:?}");
     let why = "a slot: at most 1 webhook action(s) run at once across all requests, \
-               held now by request(s) r-0";
+               and 1 other request(s) hold them";
     assert_eq!(record.waiting_for.as_deref(), Some(why));
 
     slots.release(ActionType::Webhook, "r-0#db").await.unwrap();
     h.driver
         .then(wait(5, "the hook"))
         .then(done(json!({"ok": true})));
+    let got_a_slot = now();
     assert_eq!(wait_of(&h.run(Op::Start).await.unwrap()), 5);
+    // Its clock starts when it gets the slot.
+    assert!(h.record().await.started_at >= got_a_slot);
     // Holding the slot while it polls: another request waits.
     assert!(matches!(
         slots.take(ActionType::Webhook, "r-2#db").await.unwrap(),
@@ -557,6 +580,18 @@ async fn over_its_types_cap_an_action_waits_saying_why_and_starts_when_a_slot_fr
         slots.take(ActionType::Webhook, "r-2#db").await.unwrap(),
         Slot::Held
     );
+}
+
+#[tokio::test]
+async fn a_capped_actions_waits_between_calls_stay_inside_its_lease() {
+    let policy = json!({"max_attempts": 3, "interval_seconds": 3000, "backoff_rate": 1.0});
+    let (h, _slots) = capped_with(1, json!({"retry": policy})).await;
+    h.driver
+        .then(Err(ActionError::Retryable("503".to_string())))
+        .then(Err(ActionError::Throttled("429".to_string()).after(2000)));
+    // Half the 600 s lease, which every call renews.
+    assert_eq!(wait_of(&h.run(Op::Start).await.unwrap()), 300);
+    assert_eq!(wait_of(&h.run(Op::Start).await.unwrap()), 300);
 }
 
 #[tokio::test]

@@ -117,6 +117,18 @@ impl std::fmt::Display for Open {
     }
 }
 
+/// How a call went, as its target's breaker counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// An answer that was not a 5xx.
+    Succeeded,
+    /// No connection, a time-out, or a 5xx.
+    Failed,
+    /// Refused before it left (a name resolving only to internal
+    /// addresses): the target said nothing, either way.
+    NotCalled,
+}
+
 /// What a settled call did to its breaker, for the caller's message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settled {
@@ -180,7 +192,7 @@ impl Breakers {
             }
             // Half-open: this call claims the probe, if no one else did.
             let claimed = State {
-                probe_until: Some(now + PROBE_LEASE),
+                probe_until: Some(now.saturating_add(PROBE_LEASE)),
                 ..state.clone()
             };
             match write(self.store.as_ref(), &key(target), &claimed, version).await {
@@ -201,15 +213,23 @@ impl Breakers {
     }
 
     /// Records how the call went; never fails the call.
-    pub async fn settle(&self, ticket: Ticket, succeeded: bool) -> Settled {
+    pub async fn settle(&self, ticket: Ticket, outcome: Outcome) -> Settled {
         let target = &ticket.target;
-        let outcome = match (&ticket.kind, succeeded) {
-            (Kind::Unknown, _) | (Kind::Closed { failures: 0 }, true) => Ok(Settled::Unchanged),
-            (Kind::Closed { .. }, true) => self.close(target, None).await,
-            (Kind::Probe { version }, true) => self.close(target, Some(*version)).await,
-            (Kind::Closed { .. } | Kind::Probe { .. }, false) => self.count_failure(target).await,
+        let settled = match (&ticket.kind, outcome) {
+            (Kind::Unknown, _)
+            | (Kind::Closed { failures: 0 }, Outcome::Succeeded)
+            | (Kind::Closed { .. }, Outcome::NotCalled) => Ok(Settled::Unchanged),
+            (Kind::Closed { .. }, Outcome::Succeeded) => self.close(target, None).await,
+            (Kind::Probe { version }, Outcome::Succeeded) => {
+                self.close(target, Some(*version)).await
+            }
+            (Kind::Probe { version }, Outcome::NotCalled) => {
+                self.give_up_probe(target, *version).await
+            }
+            (Kind::Closed { .. }, Outcome::Failed) => self.count_failure(target, false).await,
+            (Kind::Probe { .. }, Outcome::Failed) => self.count_failure(target, true).await,
         };
-        outcome.unwrap_or_else(|err| {
+        settled.unwrap_or_else(|err| {
             tracing::warn!(target = %target, error = %err, "the circuit breaker's record could not be written");
             Settled::Unchanged
         })
@@ -232,11 +252,31 @@ impl Breakers {
         })
     }
 
-    async fn count_failure(&self, target: &str) -> Result<Settled, StoreError> {
+    /// Lets the next call probe at once: this one never reached the target.
+    async fn give_up_probe(&self, target: &str, version: u64) -> Result<Settled, StoreError> {
+        let (state, seen) = read::<State>(self.store.as_ref(), &key(target)).await?;
+        if let (Some(state), Some(seen)) = (state, seen) {
+            if seen == version {
+                let released = State {
+                    probe_until: None,
+                    ..state
+                };
+                write(self.store.as_ref(), &key(target), &released, Some(seen)).await?;
+            }
+        }
+        Ok(Settled::Unchanged)
+    }
+
+    /// Counts a failure. A probe's failure opens the breaker again; a call
+    /// let through before another instance opened it changes nothing more.
+    async fn count_failure(&self, target: &str, probe: bool) -> Result<Settled, StoreError> {
         for _ in 0..RACES {
             let now = (self.clock)();
             let (state, version) = read::<State>(self.store.as_ref(), &key(target)).await?;
             let state = state.unwrap_or_default();
+            if state.open_until.is_some() && !probe {
+                return Ok(Settled::Unchanged);
+            }
             let fresh =
                 state.failures == 0 || now.saturating_sub(state.since) > self.settings.window;
             let mut next = State {
@@ -246,14 +286,14 @@ impl Breakers {
                 probe_until: None,
             };
             // A failed probe opens it again at once.
-            let probing = state.open_until.is_some();
+            let probing = probe && state.open_until.is_some();
             let opens = probing || next.failures >= self.settings.failures;
             if probing {
                 next.failures = state.failures.max(self.settings.failures);
                 next.since = state.since;
             }
             if opens {
-                next.open_until = Some(now + self.settings.open_seconds);
+                next.open_until = Some(now.saturating_add(self.settings.open_seconds));
             }
             if write(self.store.as_ref(), &key(target), &next, version).await? {
                 if opens {

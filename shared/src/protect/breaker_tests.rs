@@ -40,7 +40,12 @@ impl Fixture {
     /// breaker refused it (the target was not called).
     async fn call(&self, succeeds: bool) -> Option<Settled> {
         let ticket = self.breakers.admit(TARGET).await.ok()?;
-        Some(self.breakers.settle(ticket, succeeds).await)
+        let outcome = if succeeds {
+            Outcome::Succeeded
+        } else {
+            Outcome::Failed
+        };
+        Some(self.breakers.settle(ticket, outcome).await)
     }
 }
 
@@ -81,7 +86,10 @@ async fn one_probe_closes_it_again_and_only_one_caller_probes() {
     let waiting = f.breakers.admit(TARGET).await.unwrap_err();
     assert!(waiting.probing, "{waiting:?}");
     assert_eq!(waiting.seconds, PROBE_LEASE);
-    assert_eq!(f.breakers.settle(probe, true).await, Settled::Closed);
+    assert_eq!(
+        f.breakers.settle(probe, Outcome::Succeeded).await,
+        Settled::Closed
+    );
     assert_eq!(f.call(true).await, Some(Settled::Unchanged));
     // The count starts again from nothing.
     assert_eq!(f.call(false).await, Some(Settled::Unchanged));
@@ -109,7 +117,10 @@ async fn a_probe_whose_caller_died_is_given_up_after_its_lease() {
     assert!(f.breakers.admit(TARGET).await.is_err());
     f.pass(1);
     let probe = f.breakers.admit(TARGET).await.unwrap();
-    assert_eq!(f.breakers.settle(probe, true).await, Settled::Closed);
+    assert_eq!(
+        f.breakers.settle(probe, Outcome::Succeeded).await,
+        Settled::Closed
+    );
 }
 
 #[tokio::test]
@@ -164,7 +175,10 @@ async fn instances_sharing_the_store_share_the_breaker() {
     );
     f.call(false).await;
     let ticket = other.admit(TARGET).await.unwrap();
-    assert_eq!(other.settle(ticket, false).await, Settled::Opened(30));
+    assert_eq!(
+        other.settle(ticket, Outcome::Failed).await,
+        Settled::Opened(30)
+    );
     assert!(f.breakers.admit(TARGET).await.is_err());
 }
 
@@ -184,4 +198,45 @@ fn settings_read_with_defaults_and_refuse_what_is_not_a_number() {
     );
     let bad = Env(|name: &str| (name == "PAO_BREAKER_WINDOW_SECONDS").then(|| "soon".to_string()));
     assert!(Settings::read(&bad).is_err());
+}
+
+#[tokio::test]
+async fn a_call_refused_before_it_left_neither_counts_nor_keeps_the_probe() {
+    let f = fixture(2);
+    f.call(false).await;
+    let ticket = f.breakers.admit(TARGET).await.unwrap();
+    assert_eq!(
+        f.breakers.settle(ticket, Outcome::NotCalled).await,
+        Settled::Unchanged
+    );
+    // Still one failure counted: one more opens it.
+    assert_eq!(f.call(false).await, Some(Settled::Opened(30)));
+    f.pass(30);
+    let probe = f.breakers.admit(TARGET).await.unwrap();
+    f.breakers.settle(probe, Outcome::NotCalled).await;
+    // The probe's claim is given up: the next call probes at once, and the
+    // breaker stayed open until a probe reached the target.
+    let probe = f.breakers.admit(TARGET).await.unwrap();
+    assert_eq!(
+        f.breakers.settle(probe, Outcome::Succeeded).await,
+        Settled::Closed
+    );
+}
+
+#[tokio::test]
+async fn a_late_failure_of_a_call_let_through_before_it_opened_does_not_reopen_it() {
+    let f = fixture(2);
+    let late = f.breakers.admit(TARGET).await.unwrap();
+    f.call(false).await;
+    f.call(false).await;
+    f.pass(30);
+    let probe = f.breakers.admit(TARGET).await.unwrap();
+    assert_eq!(
+        f.breakers.settle(late, Outcome::Failed).await,
+        Settled::Unchanged
+    );
+    assert_eq!(
+        f.breakers.settle(probe, Outcome::Succeeded).await,
+        Settled::Closed
+    );
 }

@@ -39,6 +39,9 @@ impl MemoryShared {
 impl Shared for MemoryShared {
     async fn read(&self, key: &str) -> Result<Option<Versioned<Value>>, StoreError> {
         self.check()?;
+        // As a table's read would, let other callers run between this read
+        // and the write that follows it, so races happen in tests too.
+        tokio::task::yield_now().await;
         let records = self.records.lock().unwrap_or_else(|p| p.into_inner());
         Ok(records.get(key).cloned())
     }

@@ -126,7 +126,7 @@ impl Slots {
             }
             record
                 .holders
-                .insert(holder.to_string(), now + self.settings.lease);
+                .insert(holder.to_string(), now.saturating_add(self.settings.lease));
             if write(self.store.as_ref(), &key(kind), &record, version).await? {
                 return Ok(Slot::Held);
             }
@@ -135,6 +135,16 @@ impl Slots {
             "the {} slots changed under every attempt to take one",
             kind.name()
         )))
+    }
+
+    /// How long an action of `kind` may wait between two calls without its
+    /// lease lapsing (half the lease), if the type is capped.
+    pub fn longest_wait(&self, kind: ActionType) -> Option<u32> {
+        self.settings.caps.contains_key(&kind).then(|| {
+            u32::try_from(self.settings.lease / 2)
+                .unwrap_or(u32::MAX)
+                .max(1)
+        })
     }
 
     /// Gives back `holder`'s slot of `kind`, if it holds one.
