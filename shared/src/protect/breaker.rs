@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{read, write, Clock, Shared, RACES};
+use super::{read, update, write, Clock, Decision, Shared};
 use crate::catalog::index::StoreError;
 use crate::config::{ConfigError, Env};
 
@@ -167,49 +167,49 @@ impl Breakers {
         if self.settings.failures == 0 {
             return Ok(ticket(Kind::Unknown));
         }
-        for _ in 0..RACES {
-            let now = (self.clock)();
-            let (state, version) = match read::<State>(self.store.as_ref(), &key(target)).await {
-                Ok((state, version)) => (state.unwrap_or_default(), version),
-                Err(err) => return Ok(self.unknown(target, &err)),
-            };
-            let open = |seconds: u64, probing| Open {
-                target: target.to_string(),
-                failures: state.failures,
-                seconds: seconds.max(1),
-                probing,
-            };
-            let Some(open_until) = state.open_until else {
-                return Ok(ticket(Kind::Closed {
+        let decided = update(
+            self.store.as_ref(),
+            &key(target),
+            |state: Option<State>, version| {
+                let now = (self.clock)();
+                let state = state.unwrap_or_default();
+                let open = |seconds: u64, probing| Open {
+                    target: target.to_string(),
                     failures: state.failures,
-                }));
-            };
-            if now < open_until {
-                return Err(open(open_until - now, false));
-            }
-            if let Some(probe_until) = state.probe_until.filter(|until| now < *until) {
-                return Err(open(probe_until - now, true));
-            }
-            // Half-open: this call claims the probe, if no one else did.
-            let claimed = State {
-                probe_until: Some(now.saturating_add(PROBE_LEASE)),
-                ..state.clone()
-            };
-            match write(self.store.as_ref(), &key(target), &claimed, version).await {
-                Ok(true) => {
-                    let version = version.map_or(1, |v| v + 1);
-                    return Ok(ticket(Kind::Probe { version }));
+                    seconds: seconds.max(1),
+                    probing,
+                };
+                let Some(open_until) = state.open_until else {
+                    let failures = state.failures;
+                    return Decision::Keep(Ok(ticket(Kind::Closed { failures })));
+                };
+                if now < open_until {
+                    return Decision::Keep(Err(open(open_until - now, false)));
                 }
-                Ok(false) => continue,
-                Err(err) => return Ok(self.unknown(target, &err)),
-            }
+                if let Some(probe_until) = state.probe_until.filter(|until| now < *until) {
+                    return Decision::Keep(Err(open(probe_until - now, true)));
+                }
+                // Half-open: this call claims the probe, if no one else did.
+                let version = version.map_or(1, |v| v + 1);
+                let claimed = State {
+                    probe_until: Some(now.saturating_add(PROBE_LEASE)),
+                    ..state
+                };
+                Decision::Write(claimed, Ok(ticket(Kind::Probe { version })))
+            },
+        )
+        .await;
+        match decided {
+            Ok(Some(admitted)) => admitted,
+            // Others kept winning the probe's claim: one of them probes.
+            Ok(None) => Err(Open {
+                target: target.to_string(),
+                failures: self.settings.failures,
+                seconds: 1,
+                probing: true,
+            }),
+            Err(err) => Ok(self.unknown(target, &err)),
         }
-        Err(Open {
-            target: target.to_string(),
-            failures: self.settings.failures,
-            seconds: 1,
-            probing: true,
-        })
     }
 
     /// Records how the call went; never fails the call.
@@ -270,40 +270,43 @@ impl Breakers {
     /// Counts a failure. A probe's failure opens the breaker again; a call
     /// let through before another instance opened it changes nothing more.
     async fn count_failure(&self, target: &str, probe: bool) -> Result<Settled, StoreError> {
-        for _ in 0..RACES {
-            let now = (self.clock)();
-            let (state, version) = read::<State>(self.store.as_ref(), &key(target)).await?;
-            let state = state.unwrap_or_default();
-            if state.open_until.is_some() && !probe {
-                return Ok(Settled::Unchanged);
-            }
-            let fresh =
-                state.failures == 0 || now.saturating_sub(state.since) > self.settings.window;
-            let mut next = State {
-                failures: if fresh { 1 } else { state.failures + 1 },
-                since: if fresh { now } else { state.since },
-                open_until: None,
-                probe_until: None,
-            };
-            // A failed probe opens it again at once.
-            let probing = probe && state.open_until.is_some();
-            let opens = probing || next.failures >= self.settings.failures;
-            if probing {
-                next.failures = state.failures.max(self.settings.failures);
-                next.since = state.since;
-            }
-            if opens {
-                next.open_until = Some(now.saturating_add(self.settings.open_seconds));
-            }
-            if write(self.store.as_ref(), &key(target), &next, version).await? {
-                if opens {
-                    tracing::warn!(target = %target, failures = next.failures, open_seconds = self.settings.open_seconds, "circuit breaker opened");
-                    return Ok(Settled::Opened(self.settings.open_seconds));
+        let settings = self.settings;
+        let decided = update(
+            self.store.as_ref(),
+            &key(target),
+            |state: Option<State>, _| {
+                let now = (self.clock)();
+                let state = state.unwrap_or_default();
+                if state.open_until.is_some() && !probe {
+                    return Decision::Keep(Settled::Unchanged);
                 }
-                return Ok(Settled::Unchanged);
-            }
+                let fresh =
+                    state.failures == 0 || now.saturating_sub(state.since) > settings.window;
+                let mut next = State {
+                    failures: if fresh { 1 } else { state.failures + 1 },
+                    since: if fresh { now } else { state.since },
+                    open_until: None,
+                    probe_until: None,
+                };
+                // A failed probe opens it again at once.
+                let probing = probe && state.open_until.is_some();
+                if probing {
+                    next.failures = state.failures.max(settings.failures);
+                    next.since = state.since;
+                }
+                if !probing && next.failures < settings.failures {
+                    return Decision::Write(next, Settled::Unchanged);
+                }
+                next.open_until = Some(now.saturating_add(settings.open_seconds));
+                Decision::Write(next, Settled::Opened(settings.open_seconds))
+            },
+        )
+        .await?;
+        let settled = decided.unwrap_or(Settled::Unchanged);
+        if let Settled::Opened(seconds) = settled {
+            tracing::warn!(target = %target, open_seconds = seconds, "circuit breaker opened");
         }
-        Ok(Settled::Unchanged)
+        Ok(settled)
     }
 
     fn unknown(&self, target: &str, err: &StoreError) -> Ticket {

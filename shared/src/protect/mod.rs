@@ -71,6 +71,40 @@ pub async fn write<T: Serialize>(
     store.write(key, &value, seen).await
 }
 
+/// What a decision over a shared record does.
+pub enum Decision<T, R> {
+    /// Write this record; answer `R` once the write wins.
+    Write(T, R),
+    /// Write nothing; answer `R`.
+    Keep(R),
+}
+
+/// The one compare-and-set loop of every shared record: reads it (with
+/// its version), lets `decide` say what to write, and writes it if the
+/// record is still as read; after a lost race it decides again from a
+/// fresh read. `None`: every one of [`RACES`] attempts was lost.
+pub async fn update<T, R>(
+    store: &dyn Shared,
+    key: &str,
+    mut decide: impl FnMut(Option<T>, Option<u64>) -> Decision<T, R>,
+) -> Result<Option<R>, StoreError>
+where
+    T: Serialize + DeserializeOwned,
+{
+    for _ in 0..RACES {
+        let (record, version) = read::<T>(store, key).await?;
+        match decide(record, version) {
+            Decision::Keep(answer) => return Ok(Some(answer)),
+            Decision::Write(record, answer) => {
+                if write(store, key, &record, version).await? {
+                    return Ok(Some(answer));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// How many times a decision is taken again after losing a race.
 const RACES: usize = 5;
 

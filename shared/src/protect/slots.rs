@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{read, write, Clock, Shared, RACES};
+use super::{update, Clock, Decision, Shared};
 use crate::catalog::index::StoreError;
 use crate::catalog::item::ActionType;
 use crate::config::{ConfigError, Env};
@@ -107,34 +107,39 @@ impl Slots {
         let Some(&cap) = self.settings.caps.get(&kind) else {
             return Ok(Slot::Uncapped);
         };
-        for _ in 0..RACES {
-            let now = (self.clock)();
-            let (record, version) = read::<Holders>(self.store.as_ref(), &key(kind)).await?;
-            let mut record = record.unwrap_or_default();
-            record.holders.retain(|_, until| *until > now);
-            let others: Vec<String> = record
-                .holders
-                .keys()
-                .filter(|h| *h != holder)
-                .cloned()
-                .collect();
-            if others.len() >= cap as usize {
-                return Ok(Slot::Busy {
-                    cap,
-                    holders: others,
-                });
-            }
-            record
-                .holders
-                .insert(holder.to_string(), now.saturating_add(self.settings.lease));
-            if write(self.store.as_ref(), &key(kind), &record, version).await? {
-                return Ok(Slot::Held);
-            }
-        }
-        Err(StoreError::Unavailable(format!(
-            "the {} slots changed under every attempt to take one",
-            kind.name()
-        )))
+        let lease = self.settings.lease;
+        let decided = update(
+            self.store.as_ref(),
+            &key(kind),
+            |record: Option<Holders>, _| {
+                let now = (self.clock)();
+                let mut record = record.unwrap_or_default();
+                record.holders.retain(|_, until| *until > now);
+                let others: Vec<String> = record
+                    .holders
+                    .keys()
+                    .filter(|h| *h != holder)
+                    .cloned()
+                    .collect();
+                if others.len() >= cap as usize {
+                    return Decision::Keep(Slot::Busy {
+                        cap,
+                        holders: others,
+                    });
+                }
+                record
+                    .holders
+                    .insert(holder.to_string(), now.saturating_add(lease));
+                Decision::Write(record, Slot::Held)
+            },
+        )
+        .await?;
+        decided.ok_or_else(|| {
+            StoreError::Unavailable(format!(
+                "the {} slots changed under every attempt to take one",
+                kind.name()
+            ))
+        })
     }
 
     /// How long an action of `kind` may wait between two calls without its
@@ -152,20 +157,24 @@ impl Slots {
         if !self.settings.caps.contains_key(&kind) {
             return Ok(());
         }
-        for _ in 0..RACES {
-            let (record, version) = read::<Holders>(self.store.as_ref(), &key(kind)).await?;
-            let Some(mut record) = record.filter(|r| r.holders.contains_key(holder)) else {
-                return Ok(());
-            };
-            record.holders.remove(holder);
-            if write(self.store.as_ref(), &key(kind), &record, version).await? {
-                return Ok(());
-            }
-        }
-        Err(StoreError::Unavailable(format!(
-            "the {} slots changed under every attempt to give one back",
-            kind.name()
-        )))
+        let decided = update(
+            self.store.as_ref(),
+            &key(kind),
+            |record: Option<Holders>, _| match record.filter(|r| r.holders.contains_key(holder)) {
+                Some(mut record) => {
+                    record.holders.remove(holder);
+                    Decision::Write(record, ())
+                }
+                None => Decision::Keep(()),
+            },
+        )
+        .await?;
+        decided.ok_or_else(|| {
+            StoreError::Unavailable(format!(
+                "the {} slots changed under every attempt to give one back",
+                kind.name()
+            ))
+        })
     }
 }
 
