@@ -223,20 +223,22 @@ class Handler(BaseHTTPRequestHandler):
             data = b"" if body is None else json.dumps(body).encode()
             if body is not None:
                 headers.setdefault("Content-Type", "application/json")
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
         if record:
-            # The path without its query: nothing a caller sent beyond the route is kept.
+            # Recorded before the answer leaves, so a caller's next call is
+            # never listed before this one. The path without its query:
+            # nothing a caller sent beyond the route is kept.
             path = self.path.split("?", 1)[0]
             call = {"at": time.strftime("%H:%M:%S"), "method": self.command, "path": path, "status": status}
             with self.state.lock:
                 self.state.calls.append(call)
             sys.stdout.write(json.dumps(call) + "\n")
             sys.stdout.flush()
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
 
 def main() -> int:
